@@ -1,0 +1,465 @@
+"""A Consul agent's snapshot endpoint, faithful to shared/consul-snapshot-api.md.
+
+Real HTTP on 127.0.0.1: exact path, ``dc``/``stale``/token handling, ACL errors
+with Consul's bodies, streamed chunked bodies without Content-Length, the
+agent's gzip handler (double gzip when asked), and the ways a snapshot breaks:
+a 200 whose stream is cut and followed by error text, a reset connection, and
+archives with bad hashes or the wrong members. ``PUT /v1/snapshot`` verifies and
+restores, so a restore round trip can be checked against the state it replaced.
+
+Run ``python -m devservers.consul_double --port 8500`` to serve one by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import socket
+import ssl
+import struct
+import tarfile
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .archive_writer import ArchiveDefects, RaftState, write_archive
+
+SNAPSHOT_PATH = "/v1/snapshot"
+ANONYMOUS_DENIED = (
+    "Permission denied: anonymous token lacks permission 'acl:write'. The anonymous token "
+    "is used implicitly when a request does not specify a token."
+)
+
+
+@dataclass
+class MidStreamFault:
+    """Break the body after ``after_bytes`` bytes of it were sent."""
+
+    after_bytes: int
+    # "truncate": Consul's own failure, 200 + cut gzip + error text, well terminated.
+    # "reset": the TCP connection is reset, the chunked body never ends.
+    kind: str = "truncate"
+    message: str = "failed to stream snapshot: read tcp 127.0.0.1:8300: i/o timeout"
+
+
+RECORD_LIMIT = 64 << 20
+
+
+@dataclass
+class ServedArchive:
+    sha256: str
+    size: int
+    body: bytes | None
+
+
+class _RecordingWriter(io.RawIOBase):
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.body: bytearray | None = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        self.digest.update(data)
+        self.size += len(data)
+        if self.body is not None:
+            self.body += data
+            if len(self.body) > RECORD_LIMIT:
+                self.body = None
+        return int(self._inner.write(data))
+
+    def served(self) -> ServedArchive:
+        body = bytes(self.body) if self.body is not None else None
+        return ServedArchive(self.digest.hexdigest(), self.size, body)
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+
+
+@dataclass
+class ConsulDouble:
+    """One Consul agent. Change its attributes between requests to script a test."""
+
+    state: RaftState = field(default_factory=lambda: RaftState(data=b"\x81\xa3key\xa5value" * 300))
+    acl_enabled: bool = True
+    # secret -> whether the token has acl:write (a "management" token does)
+    tokens: dict[str, bool] = field(default_factory=lambda: {"root-token": True})
+    datacenters: tuple[str, ...] = ("dc1",)
+    has_leader: bool = True
+    ready_for_consistent_reads: bool = True
+    defects: ArchiveDefects | None = None
+    fault: MidStreamFault | None = None
+    not_gzip: bool = False
+    # Served instead of a generated archive: a prepared archive file (benchmarks).
+    archive_file: Path | None = None
+    # Answers for the next GETs: (status, body), one used per request.
+    scripted_errors: list[tuple[int, str]] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None
+    # A proxy in front of the agent that gzips whatever the client asked for.
+    gzip_regardless: bool = False
+    requests: list[RecordedRequest] = field(default_factory=list)
+    # What each GET streamed (before any transfer gzip): sha256, size, and the
+    # bytes themselves while they stay under RECORD_LIMIT.
+    served: list[ServedArchive] = field(default_factory=list)
+    restores: int = 0
+    _accessors: dict[str, str] = field(default_factory=dict)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def address(self) -> str:
+        assert self._server is not None, "start() the double first"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self, port: int = 0) -> ConsulDouble:
+        handler = type("Handler", (_SnapshotHandler,), {"double": self})
+        server = _QuietServer(("127.0.0.1", port), handler)
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="consul-double")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> ConsulDouble:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def accessor_id(self, secret: str) -> str:
+        with self._lock:
+            return self._accessors.setdefault(secret, str(uuid.uuid5(uuid.NAMESPACE_OID, secret)))
+
+    def snapshot_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == SNAPSHOT_PATH]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a reset connection is a scripted fault, not a server error
+
+
+class _ChunkedWriter(io.RawIOBase):
+    """HTTP/1.1 chunked framing over the socket, as Go's net/http sends it."""
+
+    def __init__(self, wfile: Any) -> None:
+        self._wfile = wfile
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        if data:
+            self._wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        return len(data)
+
+    def finish(self) -> None:
+        self._wfile.write(b"0\r\n\r\n")
+        self._wfile.flush()
+
+
+class _CutError(Exception):
+    pass
+
+
+class _CutErrortingWriter(io.RawIOBase):
+    """Passes bytes on until ``limit`` bytes went through, then stops the writer."""
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        self._inner = inner
+        self._left = limit
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        if len(data) >= self._left:
+            self._inner.write(data[: self._left])
+            self._left = 0
+            raise _CutError()
+        self._left -= len(data)
+        self._inner.write(data)
+        return len(data)
+
+
+class _SnapshotHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Consul-double"
+    double: ConsulDouble
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        pass  # quiet: tests assert on recorded requests instead
+
+    # --- request plumbing -------------------------------------------------
+
+    def _record(self) -> tuple[str, dict[str, list[str]]]:
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        self.double.requests.append(
+            RecordedRequest(self.command, parts.path, query, dict(self.headers.items()))
+        )
+        return parts.path, query
+
+    def _plain(self, status: int, body: str, extra: dict[str, str] | None = None) -> None:
+        payload = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _token(self, query: dict[str, list[str]]) -> str | None:
+        if query.get("token"):
+            return query["token"][0]
+        if self.headers.get("X-Consul-Token"):
+            return self.headers["X-Consul-Token"]
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            return auth[len("Bearer ") :].strip()
+        return None
+
+    def _authorize(self, query: dict[str, list[str]]) -> bool:
+        double = self.double
+        if not double.acl_enabled:
+            return True
+        token = self._token(query)
+        if token is None:
+            self._plain(403, ANONYMOUS_DENIED)
+            return False
+        if token not in double.tokens:
+            self._plain(403, "ACL not found")
+            return False
+        if not double.tokens[token]:
+            accessor = double.accessor_id(token)
+            self._plain(
+                403,
+                f"Permission denied: token with AccessorID '{accessor}' "
+                "lacks permission 'acl:write'",
+            )
+            return False
+        return True
+
+    def _route(self) -> tuple[dict[str, list[str]], bool] | None:
+        path, query = self._record()
+        if path != SNAPSHOT_PATH:
+            self._plain(404, "404 page not found")
+            return None
+        if not self._authorize(query):
+            return None
+        dc = query.get("dc", [""])[0]
+        if dc and dc not in self.double.datacenters:
+            self._plain(500, "No path to datacenter")
+            return None
+        return query, "stale" in query
+
+    def _not_allowed(self) -> None:
+        self._record()
+        self._plain(405, f"method {self.command} not allowed", {"Allow": "OPTIONS,GET,PUT"})
+
+    do_POST = do_DELETE = do_PATCH = do_HEAD = _not_allowed  # noqa: N815 - http.server's naming
+
+    # --- GET: save ---------------------------------------------------------
+
+    def do_GET(self) -> None:
+        routed = self._route()
+        if routed is None:
+            return
+        _query, stale = routed
+        double = self.double
+        if double.scripted_errors:
+            status, body = double.scripted_errors.pop(0)
+            self._plain(status, body)
+            return
+        if not stale and not double.has_leader:
+            self._plain(500, "No cluster leader")
+            return
+        if not stale and not double.ready_for_consistent_reads:
+            self._plain(500, "Not ready to serve consistent reads")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("X-Consul-Index", str(max(double.state.index, 1)))
+        self.send_header("X-Consul-KnownLeader", "true" if double.has_leader else "false")
+        self.send_header("X-Consul-LastContact", "0" if double.has_leader else "2315")
+        double_gzip = double.gzip_regardless or "gzip" in self.headers.get("Accept-Encoding", "")
+        if double_gzip:
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Vary", "Accept-Encoding")
+        self.end_headers()
+        self._stream_body(double_gzip)
+
+    def _stream_body(self, double_gzip: bool) -> None:
+        double = self.double
+        chunked = _ChunkedWriter(self.wfile)
+        target: Any = chunked
+        if double.fault is not None:
+            target = _CutErrortingWriter(chunked, double.fault.after_bytes)
+        outer = gzip.GzipFile(fileobj=target, mode="wb", compresslevel=1) if double_gzip else None
+        sink = _RecordingWriter(outer if outer is not None else target)
+        try:
+            self._write_archive(sink)
+            if outer is not None:
+                outer.close()
+            double.served.append(sink.served())
+        except _CutError:
+            double.served.append(sink.served())
+            assert double.fault is not None
+            if double.fault.kind == "reset":
+                self._reset_connection()
+                return
+            # Consul appends the error to the body it already started as a 200.
+            chunked.write(double.fault.message.encode())
+        chunked.finish()
+
+    def _write_archive(self, sink: Any) -> None:
+        double = self.double
+        if double.not_gzip:
+            sink.write(b"this is not a snapshot archive\n" * 4)
+        elif double.archive_file is not None:
+            with open(double.archive_file, "rb") as archive:
+                while chunk := archive.read(1 << 20):
+                    sink.write(chunk)
+        else:
+            write_archive(sink, double.state, double.defects)
+
+    def _reset_connection(self) -> None:
+        self.wfile.flush()
+        sock = self.connection
+        # SO_LINGER with a zero timeout turns close() into a TCP reset.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        sock.close()
+
+    # --- PUT: restore -----------------------------------------------------
+
+    def do_PUT(self) -> None:
+        routed = self._route()
+        if routed is None:
+            return
+        _query, stale = routed
+        body = self._read_body()
+        if stale:
+            self._plain(500, "stale not allowed for restore")
+            return
+        if not self.double.has_leader:
+            self._plain(500, "No cluster leader")
+            return
+        try:
+            restored = _read_archive(body)
+        except ValueError as exc:
+            self._plain(500, str(exc))
+            return
+        self.double.state = restored
+        self.double.restores += 1
+        self._plain(200, "")
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = bytearray()
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return bytes(out)
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+
+def _read_archive(body: bytes) -> RaftState:
+    """Consul's restore-side checks, written independently of the project's verifier."""
+    try:
+        raw = gzip.decompress(body)
+    except (OSError, EOFError) as exc:
+        raise ValueError("gzip: invalid header") from exc
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            for member in tar:
+                extracted = tar.extractfile(member)
+                if member.name not in ("meta.json", "state.bin", "SHA256SUMS") or not extracted:
+                    raise ValueError(f'unexpected file "{member.name}" in snapshot')
+                members[member.name] = extracted.read()
+    except tarfile.TarError as exc:
+        raise ValueError(f"failed to read snapshot file: {exc}") from exc
+    sums = {}
+    for line in members.get("SHA256SUMS", b"").decode().splitlines():
+        digest, _, name = line.partition("  ")
+        sums[name] = digest
+    for name in ("meta.json", "state.bin"):
+        if name not in members:
+            raise ValueError(f'file missing for "{name}"')
+        if sums.get(name) != hashlib.sha256(members[name]).hexdigest():
+            raise ValueError(f'hash check failed for "{name}"')
+    meta = json.loads(members["meta.json"])
+    return RaftState(index=int(meta["Index"]), term=int(meta["Term"]), data=members["state.bin"])
+
+
+@contextmanager
+def running(double: ConsulDouble) -> Iterator[ConsulDouble]:
+    double.start()
+    try:
+        yield double
+    finally:
+        double.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8500)
+    parser.add_argument("--token", default="root-token", help="management token ('' disables ACLs)")
+    parser.add_argument("--state-bytes", type=int, default=0, help="size of a generated state")
+    parser.add_argument("--archive-file", type=Path, help="serve this prepared archive instead")
+    args = parser.parse_args()
+    double = ConsulDouble(acl_enabled=bool(args.token), tokens={args.token: True})
+    if args.state_bytes:
+        double.state = RaftState(size=args.state_bytes, seed=1)
+    double.archive_file = args.archive_file
+    double.start(args.port)
+    print(f"Consul double listening on {double.address}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        double.stop()
+
+
+if __name__ == "__main__":
+    main()

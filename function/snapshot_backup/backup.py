@@ -1,0 +1,136 @@
+"""One backup run: stream a Consul snapshot into S3, verified in one pass.
+
+Wires the pieces in ``snapshot_backup``: the Consul client opens the snapshot,
+every byte goes both to the S3 upload and to the archive verifier, and the
+upload is published only once the verifier has proven the archive whole. Any
+failure aborts the upload, is logged as a failed run, and is raised again so
+that Lambda counts an error and the alarms fire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import boto3
+import urllib3
+from botocore.config import Config
+
+from .consul import ConsulClient, ConsulError, ConsulSettings, SnapshotStream, retry_delays
+from .keys import snapshot_key
+from .s3_upload import StreamingUpload
+from .settings import BackupSettings, load_settings
+from .telemetry import emit, run_record
+from .token_source import resolve_token
+from .verify import SnapshotMeta, TeeReader, verify_archive
+
+_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=8)
+
+
+@lru_cache(maxsize=8)
+def _client(service: str, endpoint: str | None, region: str | None) -> Any:
+    # Keyed by endpoint and region so a warm container (or a test run) that
+    # changes them gets a matching client; boto3 reads both from the env anyway.
+    return boto3.client(service, config=_AWS_CONFIG)
+
+
+def aws_client(service: str) -> Any:
+    return _client(
+        service,
+        os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+    )
+
+
+def consul_client_for(settings: BackupSettings, env: Mapping[str, str]) -> ConsulClient:
+    token = resolve_token(env, settings.token_secret_arn, lambda: aws_client("secretsmanager"))
+    return ConsulClient(
+        ConsulSettings(
+            address=settings.consul_address,
+            token=token,
+            datacenter=settings.datacenter,
+            stale=settings.stale,
+            ca_cert_file=settings.ca_cert_file,
+            ca_cert_pem=settings.ca_cert_pem,
+            read_timeout=settings.read_timeout,
+            retry_delays=retry_delays(settings.retries),
+        )
+    )
+
+
+def _snapshot_metadata(settings: BackupSettings, snapshot: SnapshotStream) -> dict[str, str]:
+    metadata = {
+        "cluster": settings.cluster_name,
+        "consul-index": str(snapshot.consul_index),
+        "known-leader": "true" if snapshot.known_leader else "false",
+        "last-contact-ms": str(snapshot.last_contact_ms),
+    }
+    if settings.datacenter:
+        metadata["datacenter"] = settings.datacenter
+    return metadata
+
+
+def run_backup(settings: BackupSettings, consul: ConsulClient, s3: Any) -> dict[str, Any]:
+    """Take one snapshot and store it; returns the summary of what was stored."""
+    snapshot = consul.open_snapshot()
+    taken_at = datetime.now(UTC)
+    key = snapshot_key(settings.prefix, settings.cluster_name, taken_at, snapshot.consul_index)
+    upload = StreamingUpload(
+        s3=s3, bucket=settings.bucket, key=key, metadata=_snapshot_metadata(settings, snapshot)
+    )
+    archive_digest = hashlib.sha256()
+
+    def store(data: bytes) -> None:
+        archive_digest.update(data)
+        upload.write(data)
+
+    def record_meta(meta: SnapshotMeta) -> None:
+        upload.metadata.update({"raft-index": str(meta.index), "raft-term": str(meta.term)})
+
+    try:
+        try:
+            report = verify_archive(TeeReader(snapshot.archive, store), on_meta=record_meta)
+        except urllib3.exceptions.HTTPError as exc:
+            raise ConsulError(f"the snapshot stream from Consul broke off: {exc}") from exc
+        sha256 = archive_digest.hexdigest()
+        # Known only now; S3 takes it when the object is a single PutObject.
+        upload.metadata["sha256"] = sha256
+        stored = upload.commit(archive_digest.digest())
+    except BaseException:
+        upload.abort()
+        raise
+    finally:
+        snapshot.close()
+    return {
+        "cluster": settings.cluster_name,
+        "bucket": stored.bucket,
+        "key": stored.key,
+        "version_id": stored.version_id,
+        "bytes": stored.size,
+        "sha256": sha256,
+        "raft_index": report.meta.index,
+        "raft_term": report.meta.term,
+        "consul_index": snapshot.consul_index,
+        "known_leader": snapshot.known_leader,
+        "parts": stored.parts,
+    }
+
+
+def handler(event: Any, context: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    env = os.environ if env is None else env
+    started = time.monotonic()
+    cluster = env.get("CLUSTER_NAME", "") or "unknown"
+    try:
+        settings = load_settings(env)
+        summary = run_backup(settings, consul_client_for(settings, env), aws_client("s3"))
+    except Exception as exc:
+        details = {"error": f"{type(exc).__name__}: {exc}"}
+        emit(run_record(cluster, False, time.monotonic() - started, 0, details))
+        raise
+    emit(run_record(cluster, True, time.monotonic() - started, summary["bytes"], summary))
+    return summary

@@ -1,0 +1,217 @@
+"""A small client for Consul's snapshot endpoint, on botocore's urllib3.
+
+``GET /v1/snapshot`` only starts to answer once the server has written the whole
+snapshot to its own disk, so the read timeout is generous. The body carries no
+Content-Length and a failure after the first byte still arrives as 200, so this
+client never trusts a snapshot: callers must verify what they read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, cast
+from urllib.parse import quote, urlsplit
+
+import urllib3
+
+SNAPSHOT_PATH = "/v1/snapshot"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 300.0
+RETRY_DELAY_CAP = 30.0
+
+
+def retry_delays(retries: int) -> tuple[float, ...]:
+    """Waits before each retry (1 s, 3 s, 9 s, ... capped); jitter is added to each."""
+    return tuple(min(RETRY_DELAY_CAP, 3.0**attempt) for attempt in range(retries))
+
+
+DEFAULT_RETRY_DELAYS = retry_delays(3)
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class ConsulError(Exception):
+    """Consul could not be reached or refused the request."""
+
+    def __init__(self, message: str, status: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+def normalize_address(address: str) -> str:
+    """Turn ``CONSUL_HTTP_ADDR`` into a base URL; a bare ``host:port`` means http."""
+    text = address.strip()
+    if not text:
+        raise ValueError("the Consul address is empty")
+    parts = urlsplit(text if "://" in text else "http://" + text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} is not an http:// or https:// Consul address")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+@dataclass(frozen=True)
+class ConsulSettings:
+    address: str
+    token: str | None = None
+    datacenter: str | None = None
+    stale: bool = False
+    ca_cert_file: str | None = None
+    ca_cert_pem: str | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS
+
+    def __repr__(self) -> str:  # keep the token out of every repr and traceback
+        token = "<set>" if self.token else "<unset>"
+        return f"ConsulSettings(address={self.address!r}, token={token}, dc={self.datacenter!r})"
+
+
+@dataclass(frozen=True)
+class SnapshotStream:
+    """An open ``GET /v1/snapshot`` response: headers known, body not yet read."""
+
+    response: Any  # urllib3.BaseHTTPResponse
+    consul_index: int
+    known_leader: bool
+    last_contact_ms: int
+
+    @property
+    def archive(self) -> IO[bytes]:
+        """The archive bytes, with any transfer gzip the agent added taken off."""
+        if self.response.headers.get("Content-Encoding", "").lower() == "gzip":
+            return cast(IO[bytes], gzip.GzipFile(fileobj=self.response, mode="rb"))
+        return cast(IO[bytes], self.response)
+
+    def close(self) -> None:
+        self.response.release_conn()
+        self.response.close()
+
+
+def _build_pool(settings: ConsulSettings) -> urllib3.PoolManager:
+    context: ssl.SSLContext | None = None
+    if settings.ca_cert_file or settings.ca_cert_pem:
+        context = ssl.create_default_context(
+            cafile=settings.ca_cert_file or None, cadata=settings.ca_cert_pem or None
+        )
+    return urllib3.PoolManager(
+        ssl_context=context,
+        timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout),
+        retries=False,
+    )
+
+
+def _body_text(response: Any) -> str:
+    try:
+        raw: bytes = response.read(64 << 10, decode_content=True)
+    except Exception:  # noqa: BLE001 - the status already tells what went wrong
+        raw = b""
+    return raw.decode("utf-8", "replace").strip()
+
+
+class ConsulClient:
+    def __init__(
+        self,
+        settings: ConsulSettings,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.base_url = normalize_address(settings.address)
+        self._pool = _build_pool(settings)
+        self._sleep = sleep
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": "consul-backup"}
+        if self.settings.token:
+            headers["X-Consul-Token"] = self.settings.token
+        return headers
+
+    def _query(self) -> dict[str, str]:
+        query: dict[str, str] = {}
+        if self.settings.datacenter:
+            query["dc"] = self.settings.datacenter
+        if self.settings.stale:
+            query["stale"] = ""
+        return query
+
+    def open_snapshot(self) -> SnapshotStream:
+        """Start ``GET /v1/snapshot``; retry only while no byte has been accepted."""
+        headers = self._headers()
+        # Without this the agent's gzip handler may gzip the archive a second time.
+        headers["Accept-Encoding"] = "identity"
+        url = self.base_url + SNAPSHOT_PATH
+        attempts = len(self.settings.retry_delays) + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                response = self._pool.request(
+                    "GET",
+                    url,
+                    fields=self._query(),
+                    headers=headers,
+                    preload_content=False,
+                    decode_content=False,
+                )
+            except urllib3.exceptions.HTTPError as exc:
+                if last:
+                    raise ConsulError(
+                        f"Consul at {self.base_url} is unreachable after {attempts} attempts: {exc}"
+                    ) from exc
+                self._backoff(attempt)
+                continue
+            if response.status == 200:
+                return SnapshotStream(
+                    response=response,
+                    consul_index=int(response.headers.get("X-Consul-Index", "0") or 0),
+                    known_leader=response.headers.get("X-Consul-KnownLeader", "") == "true",
+                    last_contact_ms=int(response.headers.get("X-Consul-LastContact", "0") or 0),
+                )
+            body = _body_text(response)
+            response.release_conn()
+            if response.status in RETRYABLE_STATUSES and not last:
+                self._backoff(attempt)
+                continue
+            raise ConsulError(
+                f"Consul refused the snapshot ({response.status}): {body or '(empty body)'}",
+                status=response.status,
+                body=body,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def restore_snapshot(self, archive: IO[bytes], size: int | None = None) -> None:
+        """``PUT /v1/snapshot`` with the raw archive, streamed from ``archive``."""
+        headers = self._headers()
+        headers["Content-Type"] = "application/octet-stream"
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        try:
+            response = self._pool.urlopen(
+                "PUT",
+                self.base_url + SNAPSHOT_PATH + self._query_string(),
+                body=archive,
+                headers=headers,
+                chunked=size is None,
+                preload_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise ConsulError(f"Consul at {self.base_url} is unreachable: {exc}") from exc
+        body = _body_text(response)
+        response.release_conn()
+        if response.status != 200:
+            raise ConsulError(
+                f"Consul refused the restore ({response.status}): {body or '(empty body)'}",
+                status=response.status,
+                body=body,
+            )
+
+    def _query_string(self) -> str:
+        dc = self.settings.datacenter
+        return f"?dc={quote(dc, safe='')}" if dc else ""
+
+    def _backoff(self, attempt: int) -> None:
+        delay = self.settings.retry_delays[attempt]
+        self._sleep(delay + random.uniform(0, delay / 2))

@@ -1,0 +1,49 @@
+"""Where the Consul ACL token comes from: Secrets Manager in AWS, env locally.
+
+The secret is read once per Lambda container and kept in memory only, so a
+schedule of one run an hour costs one GetSecretValue per cold start.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+_cache: dict[str, str] = {}
+_lock = threading.Lock()
+
+
+class TokenError(Exception):
+    """The token could not be read."""
+
+
+def token_from_secret(secrets_client: Any, secret_arn: str) -> str:
+    with _lock:
+        cached = _cache.get(secret_arn)
+        if cached is not None:
+            return cached
+        try:
+            response = secrets_client.get_secret_value(SecretId=secret_arn)
+        except Exception as exc:
+            raise TokenError(f"cannot read the Consul token from {secret_arn}: {exc}") from exc
+        token = str(response.get("SecretString") or "").strip()
+        if not token:
+            raise TokenError(f"secret {secret_arn} has no SecretString holding the Consul token")
+        _cache[secret_arn] = token
+        return token
+
+
+def resolve_token(
+    env: Mapping[str, str], secret_arn: str | None, secrets_client_factory: Any
+) -> str | None:
+    """The token to send, or None to use the agent's default (anonymous) token."""
+    if secret_arn:
+        return token_from_secret(secrets_client_factory(), secret_arn)
+    return env.get("CONSUL_HTTP_TOKEN", "").strip() or None
+
+
+def forget_cached_tokens() -> None:
+    """Drop cached tokens (after a rotation, or between tests)."""
+    with _lock:
+        _cache.clear()

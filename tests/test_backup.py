@@ -1,0 +1,278 @@
+"""The whole backup run: the real handler against the Consul double and moto's S3.
+
+Fault tests prove that nothing was stored: no object, no version, no open
+multipart upload.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from devservers.archive_writer import ArchiveDefects, RaftState
+from devservers.consul_double import ConsulDouble, MidStreamFault
+from devservers.tls import make_private_ca
+from handler import handler
+from snapshot_backup.consul import ConsulError
+from snapshot_backup.keys import snapshot_key
+from snapshot_backup.s3_upload import MIN_PART_BYTES
+from snapshot_backup.settings import SettingsError
+from snapshot_backup.verify import ArchiveError
+from tests.conftest import assert_nothing_stored, stored_objects
+
+MULTIPART_STATE = RaftState(index=90210, term=7, size=3 * MIN_PART_BYTES + 12345, seed=3)
+KEY_PATTERN = re.compile(
+    r"consul-snapshots/prod/(\d{4})/(\d{2})/(\d{2})/prod-(\d{8}T\d{6}Z)-(\d+)\.snap"
+)
+
+
+def backup_env(consul: ConsulDouble, bucket: str, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "CONSUL_HTTP_ADDR": consul.address,
+        "CONSUL_HTTP_TOKEN": "root-token",
+        "BACKUP_BUCKET": bucket,
+        "CLUSTER_NAME": "prod",
+        "CONSUL_RETRIES": "0",
+    }
+    env.update(extra)
+    return env
+
+
+def run_record(captured: str) -> dict:
+    lines = [line for line in captured.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, "one JSON line per run"
+    return json.loads(lines[0])
+
+
+def test_small_snapshot_round_trip_is_byte_identical(consul, s3, bucket, capsys):
+    summary = handler({}, None, env=backup_env(consul, bucket, CONSUL_DATACENTER="dc1"))
+    served = consul.served[-1]
+    stored = s3.get_object(Bucket=bucket, Key=summary["key"], ChecksumMode="ENABLED")
+    body = stored["Body"].read()
+    assert body == served.body
+    assert summary["sha256"] == served.sha256
+    assert summary["bytes"] == served.size == stored["ContentLength"]
+    assert summary["raft_index"] == consul.state.index
+    assert summary["parts"] == 1
+    assert stored["Metadata"] == {
+        "cluster": "prod",
+        "datacenter": "dc1",
+        "consul-index": str(consul.state.index),
+        "raft-index": str(consul.state.index),
+        "raft-term": str(consul.state.term),
+        "known-leader": "true",
+        "last-contact-ms": "0",
+        "sha256": served.sha256,
+    }
+    # S3 verified the body against the archive's own SHA-256.
+    assert base64.b64decode(stored["ChecksumSHA256"]).hex() == served.sha256
+    assert [o["Key"] for o in stored_objects(s3, bucket)] == [summary["key"]]
+
+    record = run_record(capsys.readouterr().out)
+    assert record["outcome"] == "success"
+    assert record["BackupSuccess"] == 1 and record["BackupFailure"] == 0
+    assert record["SnapshotBytes"] == served.size
+    metrics = record["_aws"]["CloudWatchMetrics"][0]
+    assert metrics["Namespace"] == "ConsulBackup"
+    assert metrics["Dimensions"] == [["Cluster"]]
+    assert record["Cluster"] == "prod"
+    assert {m["Name"] for m in metrics["Metrics"]} >= {
+        "BackupSuccess",
+        "SnapshotBytes",
+        "BackupDuration",
+    }
+
+
+def test_multipart_round_trip_is_byte_identical(s3, bucket):
+    with ConsulDouble(state=MULTIPART_STATE) as consul:
+        summary = handler({}, None, env=backup_env(consul, bucket))
+        served = consul.served[-1]
+    assert summary["parts"] >= 3
+    stored = s3.get_object(Bucket=bucket, Key=summary["key"])
+    assert stored["ContentLength"] == served.size > 3 * MIN_PART_BYTES
+    assert stored["Body"].read() == served.body
+    assert summary["sha256"] == served.sha256
+    assert stored["Metadata"]["raft-index"] == "90210"
+    assert stored["Metadata"]["raft-term"] == "7"
+    # A composite checksum: S3 checked every part against the SHA-256 sent with it.
+    head = s3.head_object(Bucket=bucket, Key=summary["key"], ChecksumMode="ENABLED")
+    assert served.body is not None
+    part_digests = b"".join(
+        hashlib.sha256(served.body[start : start + MIN_PART_BYTES]).digest()
+        for start in range(0, len(served.body), MIN_PART_BYTES)
+    )
+    composite = base64.b64encode(hashlib.sha256(part_digests).digest()).decode()
+    assert head["ChecksumSHA256"].split("-")[0] == composite
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_key_layout_sorts_by_time(consul, bucket):
+    before = datetime.now(UTC).replace(microsecond=0)
+    summary = handler({}, None, env=backup_env(consul, bucket))
+    after = datetime.now(UTC)
+    match = KEY_PATTERN.fullmatch(summary["key"])
+    assert match, summary["key"]
+    taken = datetime.strptime(match[4], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert before <= taken <= after
+    assert (match[1], match[2], match[3]) == (f"{taken:%Y}", f"{taken:%m}", f"{taken:%d}")
+    assert int(match[5]) == consul.state.index
+
+
+def test_custom_prefix_is_honoured(consul, bucket):
+    summary = handler({}, None, env=backup_env(consul, bucket, BACKUP_PREFIX="team/consul"))
+    assert summary["key"].startswith("team/consul/prod/")
+
+
+def test_token_comes_from_secrets_manager_and_is_never_logged(consul, s3, secrets, bucket, capsys):
+    token = "9f3c2a1e-secret-token"
+    consul.tokens = {token: True}
+    arn = secrets.create_secret(Name=f"consul-{bucket}", SecretString=token)["ARN"]
+    env = backup_env(consul, bucket, CONSUL_TOKEN_SECRET_ARN=arn)
+    del env["CONSUL_HTTP_TOKEN"]
+    summary = handler({}, None, env=env)
+    assert consul.snapshot_requests()[-1].headers["X-Consul-Token"] == token
+    assert stored_objects(s3, bucket)[0]["Key"] == summary["key"]
+    # A failed run, whose error text is logged, must not leak it either.
+    consul.has_leader = False
+    with pytest.raises(ConsulError):
+        handler({}, None, env=env)
+    out = capsys.readouterr()
+    assert token not in out.out and token not in out.err
+
+
+def test_stale_backup_while_the_cluster_has_no_leader(consul, s3, bucket):
+    consul.has_leader = False
+    with pytest.raises(ConsulError, match="No cluster leader"):
+        handler({}, None, env=backup_env(consul, bucket))
+    assert_nothing_stored(s3, bucket)
+    summary = handler({}, None, env=backup_env(consul, bucket, CONSUL_STALE="true"))
+    assert consul.snapshot_requests()[-1].query["stale"] == [""]
+    metadata = s3.head_object(Bucket=bucket, Key=summary["key"])["Metadata"]
+    assert metadata["known-leader"] == "false"
+
+
+def test_tls_to_a_privately_signed_consul(s3, bucket, tmp_path):
+    ca = make_private_ca()
+    with ConsulDouble(tls=ca.server_context()) as consul:
+        summary = handler({}, None, env=backup_env(consul, bucket, CONSUL_CACERT_PEM=ca.ca_pem))
+        assert summary["key"].endswith(".snap")
+        with pytest.raises(ConsulError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
+            handler({}, None, env=backup_env(consul, bucket))
+    assert len(stored_objects(s3, bucket)) == 1
+
+
+def test_the_stored_archive_is_not_gzipped_twice(consul, s3, bucket):
+    summary = handler({}, None, env=backup_env(consul, bucket))
+    body = s3.get_object(Bucket=bucket, Key=summary["key"])["Body"].read()
+    assert gzip.decompress(body)[:2] != b"\x1f\x8b"  # one gzip layer: the archive's own
+
+
+SMALL = RaftState(index=77, term=3, size=200_000, seed=5)
+
+FAULTS: dict[str, tuple[RaftState, dict[str, Any], type[Exception]]] = {
+    "cut mid-stream with error text": (
+        SMALL,
+        {"fault": MidStreamFault(after_bytes=50_000)},
+        ArchiveError,
+    ),
+    "cut after parts were uploaded": (
+        MULTIPART_STATE,
+        {"fault": MidStreamFault(after_bytes=2 * MIN_PART_BYTES + 100)},
+        ArchiveError,
+    ),
+    "connection reset mid-stream": (
+        SMALL,
+        {"fault": MidStreamFault(after_bytes=60_000, kind="reset")},
+        ConsulError,
+    ),
+    "connection reset after parts were uploaded": (
+        MULTIPART_STATE,
+        {"fault": MidStreamFault(after_bytes=MIN_PART_BYTES + 4096, kind="reset")},
+        ConsulError,
+    ),
+    "hash mismatch": (SMALL, {"defects": ArchiveDefects(wrong_hash_for="state.bin")}, ArchiveError),
+    "hash mismatch in a multipart snapshot": (
+        MULTIPART_STATE,
+        {"defects": ArchiveDefects(wrong_hash_for="state.bin")},
+        ArchiveError,
+    ),
+    "missing member": (SMALL, {"defects": ArchiveDefects(omit_member="state.bin")}, ArchiveError),
+    "extra member": (SMALL, {"defects": ArchiveDefects(extra_member="evil.sh")}, ArchiveError),
+    "missing hash line": (
+        SMALL,
+        {"defects": ArchiveDefects(omit_hash_for="meta.json")},
+        ArchiveError,
+    ),
+    "not gzip": (SMALL, {"not_gzip": True}, ArchiveError),
+    "ACL not found": (SMALL, {"tokens": {"other": True}}, ConsulError),
+    "token lacks acl:write": (SMALL, {"tokens": {"root-token": False}}, ConsulError),
+    "no leader": (SMALL, {"has_leader": False}, ConsulError),
+    "rate limited": (SMALL, {"scripted_errors": [(429, "")]}, ConsulError),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS), ids=list(FAULTS))
+def test_every_fault_raises_and_stores_nothing(fault, s3, bucket, capsys):
+    state, attributes, error = FAULTS[fault]
+    with ConsulDouble(state=state) as consul:
+        for name, value in attributes.items():
+            setattr(consul, name, value)
+        with pytest.raises(error):
+            handler({}, None, env=backup_env(consul, bucket))
+    assert_nothing_stored(s3, bucket)
+    record = run_record(capsys.readouterr().out)
+    assert record["outcome"] == "failure"
+    assert record["BackupSuccess"] == 0 and record["BackupFailure"] == 1
+    assert record["error"]
+
+
+def test_an_s3_error_raises_and_leaves_nothing(consul, s3):
+    with pytest.raises(ClientError, match="NoSuchBucket"):
+        handler({}, None, env=backup_env(consul, "no-such-bucket-here"))
+    with (
+        ConsulDouble(state=MULTIPART_STATE) as big,
+        pytest.raises(ClientError, match="NoSuchBucket"),
+    ):
+        handler({}, None, env=backup_env(big, "no-such-bucket-here"))
+
+
+def test_a_second_run_never_overwrites_a_stored_snapshot(consul, s3, bucket):
+    # Occupy the keys of the next few seconds, as an earlier run at the same index would.
+    now = datetime.now(UTC)
+    occupied = {
+        snapshot_key("consul-snapshots/", "prod", now + timedelta(seconds=s), consul.state.index)
+        for s in range(0, 6)
+    }
+    for key in occupied:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"earlier snapshot")
+    with pytest.raises(ClientError, match="PreconditionFailed"):
+        handler({}, None, env=backup_env(consul, bucket))
+    for key in occupied:
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"earlier snapshot"
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("CLUSTER_NAME", "CLUSTER_NAME is required"),
+        ("BACKUP_BUCKET", "BACKUP_BUCKET is required"),
+        ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_ADDR is required"),
+    ],
+)
+def test_missing_settings_are_named(consul, bucket, missing, message, capsys):
+    env = backup_env(consul, bucket)
+    del env[missing]
+    with pytest.raises(SettingsError, match=message):
+        handler({}, None, env=env)
+    assert run_record(capsys.readouterr().out)["outcome"] == "failure"

@@ -1,0 +1,214 @@
+"""The Consul client and the double, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import pytest
+import requests
+
+from devservers.consul_double import ConsulDouble
+from devservers.moto_server import free_port
+from devservers.tls import make_private_ca
+from snapshot_backup.consul import (
+    ConsulClient,
+    ConsulError,
+    ConsulSettings,
+    normalize_address,
+)
+from snapshot_backup.verify import verify_archive
+
+FAST = (0.01, 0.01, 0.01)
+
+
+def client(double: ConsulDouble, **overrides) -> ConsulClient:
+    settings: dict[str, Any] = {
+        "address": double.address,
+        "token": "root-token",
+        "retry_delays": FAST,
+    }
+    settings.update(overrides)
+    return ConsulClient(ConsulSettings(**settings))
+
+
+def read_snapshot(consul_client: ConsulClient):
+    snapshot = consul_client.open_snapshot()
+    try:
+        return snapshot, verify_archive(snapshot.archive)
+    finally:
+        snapshot.close()
+
+
+def test_sends_the_token_as_a_header_and_asks_for_no_transfer_gzip(consul):
+    snapshot, report = read_snapshot(client(consul))
+    request = consul.snapshot_requests()[-1]
+    assert request.headers["X-Consul-Token"] == "root-token"
+    assert "token" not in request.query  # never in a URL that proxies log
+    assert request.headers["Accept-Encoding"] == "identity"
+    assert request.query == {}
+    assert snapshot.consul_index == consul.state.index == report.meta.index
+    assert snapshot.known_leader is True
+    assert snapshot.last_contact_ms == 0
+
+
+def test_sends_dc_and_stale_when_configured(consul):
+    consul.datacenters = ("dc1", "eu-west")
+    read_snapshot(client(consul, datacenter="eu-west", stale=True))
+    assert consul.snapshot_requests()[-1].query == {"dc": ["eu-west"], "stale": [""]}
+
+
+def test_stale_read_works_without_a_leader(consul):
+    consul.has_leader = False
+    snapshot, _ = read_snapshot(client(consul, stale=True))
+    assert snapshot.known_leader is False
+    assert snapshot.last_contact_ms > 0
+
+
+@pytest.mark.parametrize(
+    ("setup", "token", "status", "body"),
+    [
+        (lambda d: None, "unknown", 403, "ACL not found"),
+        (lambda d: d.tokens.update({"ro": False}), "ro", 403, "lacks permission 'acl:write'"),
+        (lambda d: setattr(d, "has_leader", False), "root-token", 500, "No cluster leader"),
+        (
+            lambda d: setattr(d, "ready_for_consistent_reads", False),
+            "root-token",
+            500,
+            "Not ready to serve consistent reads",
+        ),
+        (lambda d: d.scripted_errors.extend([(429, "")] * 4), "root-token", 429, "(empty body)"),
+        (
+            lambda d: d.scripted_errors.extend([(500, "No known Consul servers")] * 4),
+            "root-token",
+            500,
+            "No known Consul servers",
+        ),
+    ],
+)
+def test_refusals_carry_consuls_status_and_body(consul, setup, token, status, body):
+    setup(consul)
+    with pytest.raises(ConsulError) as raised:
+        client(consul, token=token).open_snapshot()
+    assert raised.value.status == status
+    message = str(raised.value)
+    assert message.startswith(f"Consul refused the snapshot ({status}): ")
+    assert body in message
+
+
+def test_anonymous_requests_get_consuls_permission_error(consul):
+    with pytest.raises(ConsulError, match="anonymous token lacks permission 'acl:write'"):
+        client(consul, token=None).open_snapshot()
+
+
+def test_unknown_datacenter(consul):
+    with pytest.raises(ConsulError, match=r"\(500\): No path to datacenter"):
+        client(consul, datacenter="mars").open_snapshot()
+
+
+def test_retries_429_and_5xx_then_succeeds(consul):
+    consul.scripted_errors.extend([(429, ""), (500, "No cluster leader")])
+    read_snapshot(client(consul))
+    assert len(consul.snapshot_requests()) == 3
+
+
+def test_does_not_retry_a_403(consul):
+    with pytest.raises(ConsulError):
+        client(consul, token="nope").open_snapshot()
+    assert len(consul.snapshot_requests()) == 1
+
+
+def test_gives_up_after_the_configured_retries(consul):
+    consul.scripted_errors.extend([(503, "busy")] * 10)
+    with pytest.raises(ConsulError, match=r"\(503\): busy"):
+        client(consul, retry_delays=(0.01, 0.01)).open_snapshot()
+    assert len(consul.snapshot_requests()) == 3
+
+
+def test_unreachable_consul_is_retried_then_named():
+    sleeps: list[float] = []
+    address = f"http://127.0.0.1:{free_port()}"
+    unreachable = ConsulClient(
+        ConsulSettings(address=address, retry_delays=(0.5, 1.0), connect_timeout=1.0),
+        sleep=sleeps.append,
+    )
+    with pytest.raises(ConsulError, match="unreachable after 3 attempts"):
+        unreachable.open_snapshot()
+    assert len(sleeps) == 2 and sleeps[0] >= 0.5 and sleeps[1] >= 1.0
+
+
+def test_takes_off_a_transfer_gzip_a_proxy_added_anyway(consul):
+    consul.gzip_regardless = True
+    _, report = read_snapshot(client(consul))
+    assert report.meta.index == consul.state.index
+
+
+def test_the_double_gzips_twice_when_asked_like_the_agent():
+    with ConsulDouble(acl_enabled=False) as double:
+        raw = requests.get(
+            double.address + "/v1/snapshot",
+            headers={"Accept-Encoding": "gzip"},
+            stream=True,
+            timeout=10,
+        )
+        assert raw.headers["Content-Encoding"] == "gzip"
+        assert "Content-Length" not in raw.headers
+        body = raw.raw.read(decode_content=False)
+        inner = gzip.decompress(body)
+        assert inner[:2] == b"\x1f\x8b"  # the archive itself is gzip, inside the transfer gzip
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "text"),
+    [
+        ("GET", "/v1/snapshot/", 404, "404 page not found"),
+        ("POST", "/v1/snapshot", 405, "method POST not allowed"),
+    ],
+)
+def test_the_double_answers_wrong_paths_and_methods_like_consul(consul, method, path, status, text):
+    response = requests.request(method, consul.address + path, timeout=10)
+    assert (response.status_code, response.text) == (status, text)
+    if status == 405:
+        assert response.headers["Allow"] == "OPTIONS,GET,PUT"
+
+
+def test_the_double_reads_the_token_from_query_and_bearer(consul):
+    by_query = requests.get(
+        consul.address + "/v1/snapshot", params={"token": "root-token"}, timeout=10
+    )
+    by_bearer = requests.get(
+        consul.address + "/v1/snapshot",
+        headers={"Authorization": "Bearer root-token"},
+        timeout=10,
+    )
+    assert by_query.status_code == by_bearer.status_code == 200
+
+
+def test_tls_with_a_private_ca_from_file_and_inline_pem(tmp_path):
+    ca = make_private_ca()
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text(ca.ca_pem)
+    with ConsulDouble(tls=ca.server_context()) as double:
+        assert double.address.startswith("https://")
+        read_snapshot(client(double, ca_cert_file=str(ca_file)))
+        read_snapshot(client(double, ca_cert_pem=ca.ca_pem))
+        with pytest.raises(ConsulError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
+            client(double, retry_delays=()).open_snapshot()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("127.0.0.1:8500", "http://127.0.0.1:8500"),
+        ("https://consul.internal:8501/", "https://consul.internal:8501"),
+        ("http://10.0.0.1:8500", "http://10.0.0.1:8500"),
+    ],
+)
+def test_addresses_are_read_like_consuls_cli(given, expected):
+    assert normalize_address(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "ftp://host", "https://"])
+def test_bad_addresses_are_refused(bad):
+    with pytest.raises(ValueError):
+        normalize_address(bad)
