@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
+import queue
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 MIN_PART_BYTES = 8 << 20
@@ -22,7 +22,7 @@ MIN_PART_BYTES = 8 << 20
 # snapshot below that limit without making small snapshots use big buffers.
 PARTS_PER_SIZE_STEP = 1000
 MAX_PARTS = 10_000
-DEFAULT_PARTS_IN_FLIGHT = 2
+DEFAULT_PARTS_IN_FLIGHT = 3
 
 
 class UploadError(Exception):
@@ -42,27 +42,40 @@ class StoredObject:
     parts: int
 
 
-@dataclass
 class StreamingUpload:
     """One S3 object written by ``write()`` calls and published by ``commit()``.
 
     ``metadata`` may be filled in until the first part is sent (multipart) or
     until ``commit()`` (single PutObject): S3 fixes it when the upload starts.
+
+    Parts are cut into a few reusable buffers: the reader fills one while the
+    others are being uploaded, and waits for a free one when all are in flight,
+    so memory stays at ``(parts_in_flight + 1) * part_bytes`` whatever the size.
     """
 
-    s3: Any
-    bucket: str
-    key: str
-    part_bytes: int = MIN_PART_BYTES
-    parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT
-    metadata: dict[str, str] = field(default_factory=dict)
-    size: int = 0
-    _buffer: bytearray = field(default_factory=bytearray)
-    _upload_id: str | None = None
-    _parts: list[Future[dict[str, Any]]] = field(default_factory=list)
-    _pool: ThreadPoolExecutor | None = None
-    _slots: threading.BoundedSemaphore | None = None
-    _closed: bool = False
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        key: str,
+        metadata: dict[str, str] | None = None,
+        part_bytes: int = MIN_PART_BYTES,
+        parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
+    ) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.key = key
+        self.metadata = dict(metadata or {})
+        self.part_bytes = part_bytes
+        self.parts_in_flight = parts_in_flight
+        self.size = 0
+        self._buffer = bytearray(part_bytes)
+        self._filled = 0
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._upload_id: str | None = None
+        self._parts: list[Future[dict[str, Any]]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
 
     def _current_part_bytes(self) -> int:
         return self.part_bytes << (len(self._parts) // PARTS_PER_SIZE_STEP)
@@ -70,29 +83,40 @@ class StreamingUpload:
     def write(self, data: bytes) -> None:
         if self._closed:
             raise UploadError("write after the upload was closed")
-        self._buffer += data
         self.size += len(data)
-        # Parts of exactly the part size, so the composite checksum can be
-        # recomputed by anyone who knows it.
-        while len(self._buffer) >= (part_bytes := self._current_part_bytes()):
-            self._send_part(bytes(self._buffer[:part_bytes]))
-            del self._buffer[:part_bytes]
+        view = memoryview(data)
+        while view:
+            room = len(self._buffer) - self._filled
+            taken = view[:room]
+            self._buffer[self._filled : self._filled + len(taken)] = taken
+            self._filled += len(taken)
+            view = view[len(taken) :]
+            # Parts of exactly the part size, so that anyone who knows it can
+            # recompute the composite checksum.
+            if self._filled == len(self._buffer):
+                self._send_part(self._buffer)
+                self._buffer = self._next_buffer()
+                self._filled = 0
 
-    def _send_part(self, body: bytes) -> None:
+    def _next_buffer(self) -> bytearray:
+        wanted = self._current_part_bytes()
+        # Once every buffer is in flight, wait for a part to finish: memory
+        # stays bounded and the reader slows to S3's pace.
+        in_flight = len(self._parts) > self.parts_in_flight
+        buffer = self._free.get() if in_flight else bytearray(wanted)
+        return buffer if len(buffer) == wanted else bytearray(wanted)
+
+    def _send_part(self, body: bytearray) -> None:
         if self._upload_id is None:
             self._start_multipart()
-        assert self._pool is not None and self._slots is not None
+        assert self._pool is not None
         if len(self._parts) >= MAX_PARTS:
             raise UploadError(f"snapshot needs more than {MAX_PARTS} parts")
-        for done in self._parts:  # surface a failed part now, not at commit
-            if done.done() and done.exception() is not None:
-                raise UploadError(f"uploading a part failed: {done.exception()}")
-        # Blocks the reader while enough parts are in flight: memory stays bounded.
-        self._slots.acquire()
+        failed = next((f for f in self._parts if f.done() and f.exception()), None)
+        if failed is not None:  # surface a failed part now, not at commit
+            raise UploadError(f"uploading a part failed: {failed.exception()}")
         number = len(self._parts) + 1
-        future = self._pool.submit(self._upload_part, number, body)
-        future.add_done_callback(lambda _f: self._slots.release() if self._slots else None)
-        self._parts.append(future)
+        self._parts.append(self._pool.submit(self._upload_part, number, body))
 
     def _start_multipart(self) -> None:
         response = self.s3.create_multipart_upload(
@@ -106,19 +130,21 @@ class StreamingUpload:
         self._pool = ThreadPoolExecutor(
             max_workers=self.parts_in_flight, thread_name_prefix="s3-part"
         )
-        self._slots = threading.BoundedSemaphore(self.parts_in_flight)
 
-    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
-        checksum = _b64(hashlib.sha256(body).digest())
-        response = self.s3.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            Body=body,
-            ChecksumAlgorithm="SHA256",
-            ChecksumSHA256=checksum,
-        )
+    def _upload_part(self, number: int, body: bytearray) -> dict[str, Any]:
+        try:
+            checksum = _b64(hashlib.sha256(body).digest())
+            response = self.s3.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=body,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=checksum,
+            )
+        finally:
+            self._free.put(body)  # the buffer is S3's no longer: reuse it
         return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum}
 
     def commit(self, sha256: bytes) -> StoredObject:
@@ -129,7 +155,7 @@ class StreamingUpload:
         """
         self._closed = True
         if self._upload_id is None:
-            body = bytes(self._buffer)
+            body = bytes(memoryview(self._buffer)[: self._filled])
             self._buffer = bytearray()
             # S3 checks the whole body against the archive digest we computed.
             response = self.s3.put_object(
@@ -143,9 +169,9 @@ class StreamingUpload:
                 IfNoneMatch="*",
             )
             return StoredObject(self.bucket, self.key, self.size, response.get("VersionId"), 1)
-        if self._buffer:
-            self._send_part(bytes(self._buffer))
-            self._buffer = bytearray()
+        if self._filled:
+            self._send_part(self._buffer[: self._filled])
+        self._buffer = bytearray()
         parts = [future.result() for future in self._parts]
         self._shutdown()
         response = self.s3.complete_multipart_upload(
@@ -162,6 +188,7 @@ class StreamingUpload:
         """Drop everything written so far; safe to call at any point, and twice."""
         self._closed = True
         self._buffer = bytearray()
+        self._filled = 0
         if self._pool is not None:
             for future in self._parts:
                 future.cancel()

@@ -148,7 +148,9 @@ def _verify(stream: IO[bytes] | Any, on_meta: MetaCallback | None) -> ArchiveRep
     state_bytes = 0
     # The gzip layer is ours, not tarfile's, so that we can drain it to its end.
     with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
-        with tarfile.open(fileobj=unzipped, mode="r|") as tar:
+        # tarfile's stream mode reads in 10 KiB records by default: far too
+        # many calls for a gigabyte, so give it a larger read size.
+        with tarfile.open(fileobj=unzipped, mode="r|", bufsize=CHUNK_BYTES) as tar:
             for member in tar:
                 name = member.name
                 if name not in KNOWN_MEMBERS or not member.isfile():

@@ -1,0 +1,139 @@
+"""Backup throughput and memory, measured in one run (a script, not a test).
+
+Prints, against one moto server on 127.0.0.1:
+- the time to back up a 256 MiB snapshot through the real handler (Consul double
+  -> verify -> S3) against a direct boto3 upload_file of the same archive, as a
+  ratio (target: at most 1.15x);
+- the backup's peak RSS at 256 MiB and 1 GiB (target: at most 128 MiB at 1 GiB,
+  the smallest Lambda size).
+
+Usage: python -m bench.backup_throughput [--sizes-mib 256 1024] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+
+from devservers.archive_writer import RaftState, write_archive
+from devservers.moto_server import aws_env, free_port, moto_server
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def prepare_archive(folder: Path, mib: int) -> Path:
+    path = folder / f"snapshot-{mib}MiB.snap"
+    # Random state is incompressible, so the archive is about as large as the state.
+    state = RaftState(index=1000 + mib, term=3, size=(mib << 20) - 64 * 1024, seed=mib)
+    with path.open("wb") as out:
+        write_archive(out, state, compresslevel=1)
+    return path
+
+
+def start_consul_double(archive: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "devservers.consul_double"),
+            *("--port", str(port), "--token", "", "--archive-file", str(archive)),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
+    address = f"http://127.0.0.1:{port}"
+    return process, address
+
+
+def wait_for_consul(address: str) -> None:
+    import urllib3
+
+    http = urllib3.PoolManager(retries=False, timeout=2.0)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            http.request("GET", address + "/v1/status/leader")
+            return
+        except urllib3.exceptions.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def backup_once(endpoint: str, consul: str, bucket: str) -> dict[str, float]:
+    env = {
+        **os.environ,
+        **aws_env(endpoint),
+        "CONSUL_HTTP_ADDR": consul,
+        "BACKUP_BUCKET": bucket,
+        "CLUSTER_NAME": "bench",
+        "CONSUL_RETRIES": "0",
+    }
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.backup_child"],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    record: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    return record
+
+
+def direct_upload_once(s3: object, archive: Path, bucket: str, n: int) -> float:
+    started = time.perf_counter()
+    s3.upload_file(str(archive), bucket, f"direct/{archive.name}-{n}")  # type: ignore[attr-defined]
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes-mib", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    with (
+        tempfile.TemporaryDirectory(prefix="consul-backup-bench-") as folder,
+        moto_server() as endpoint,
+    ):
+        os.environ.update(aws_env(endpoint))
+        s3 = boto3.client("s3")
+        bucket = "bench-snapshots"
+        s3.create_bucket(Bucket=bucket)
+        print(f"moto at {endpoint}; {os.cpu_count()} cores; median of {args.repeat} runs each")
+        for mib in args.sizes_mib:
+            archive = prepare_archive(Path(folder), mib)
+            size = archive.stat().st_size
+            consul, address = start_consul_double(archive)
+            try:
+                wait_for_consul(address)
+                backups, directs, peaks = [], [], []
+                for n in range(args.repeat):
+                    record = backup_once(endpoint, address, bucket)
+                    assert record["bytes"] == size, "the backup must store the whole archive"
+                    backups.append(record["seconds"])
+                    peaks.append(record["peak_rss_mib"])
+                    directs.append(direct_upload_once(s3, archive, bucket, n))
+            finally:
+                consul.terminate()
+                consul.wait()
+            backup_s, direct_s = statistics.median(backups), statistics.median(directs)
+            print(
+                f"{mib:>5} MiB archive ({size / 2**20:.0f} MiB): backup {backup_s:.2f} s, "
+                f"direct boto3 upload {direct_s:.2f} s, ratio {backup_s / direct_s:.2f}x, "
+                f"backup peak RSS {max(peaks):.0f} MiB"
+            )
+            archive.unlink()
+
+
+if __name__ == "__main__":
+    main()

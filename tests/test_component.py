@@ -1,0 +1,431 @@
+"""The stack program and ConsulSnapshotBackup under Pulumi mocks.
+
+Each test runs the program afresh. Preview runs keep computed outputs unknown,
+as a real preview does; assertions about absence check first that the value
+they search is known, so that none passes on an unknown.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.function_code import FUNCTION_ROOT, FUNCTION_SOURCES
+from tests.pulumi_harness import (
+    ACCOUNT,
+    REGION,
+    SECRET_SIG,
+    ProgramRun,
+    contains_unknown,
+    is_unknown,
+    run_program,
+)
+
+TOKEN = "b3ta-t0ken-7c1e0d9a"
+ALPHA_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:consul/alpha-AbCdEf"
+KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+STACK: dict[str, Any] = {
+    "clusters": [
+        {
+            "name": "alpha",
+            "consulAddress": "https://consul.alpha.internal:8501",
+            "tokenSecretArn": ALPHA_SECRET,
+            "datacenter": "dc1",
+            "stale": True,
+            "schedule": "rate(30 minutes)",
+            "retentionDays": 90,
+            "coldStorage": {"storageClass": "GLACIER_IR", "afterDays": 30},
+            "caCertificate": CA_PEM,
+            "vpc": {
+                "subnetIds": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"],
+                "securityGroupIds": ["sg-0123456789abcdef0"],
+            },
+            "kmsKeyArn": KMS_KEY,
+            "memorySize": 512,
+            "timeout": 300,
+            "alarmEmail": "oncall@example.com",
+        },
+        {"name": "beta", "consulAddress": "http://consul.beta.internal:8500"},
+        {
+            "name": "gamma",
+            "consulAddress": "http://10.1.2.3:8500",
+            "tokenSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gamma-XyZ123",
+            "schedule": "cron(0 3 * * ? *)",
+            "alarmTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:ops-alerts",
+        },
+    ],
+    "tokens": {"beta": TOKEN},
+}
+PER_CLUSTER = {
+    "aws:s3/bucket:Bucket": "{c}-snapshots-bucket",
+    "aws:s3/bucketVersioning:BucketVersioning": "{c}-snapshots-versioning",
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
+        "{c}-snapshots-encryption"
+    ),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": "{c}-snapshots-public-access-block",
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": "{c}-snapshots-ownership",
+    "aws:s3/bucketPolicy:BucketPolicy": "{c}-snapshots-deny-plain-http",
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": "{c}-snapshots-lifecycle",
+    "aws:iam/role:Role": "{c}-role",
+    "aws:iam/rolePolicy:RolePolicy": "{c}-policy",
+    "aws:cloudwatch/logGroup:LogGroup": "{c}-logs",
+    "aws:lambda/function:Function": "{c}-function",
+    "aws:cloudwatch/eventRule:EventRule": "{c}-schedule",
+    "aws:cloudwatch/eventTarget:EventTarget": "{c}-target",
+    "aws:lambda/permission:Permission": "{c}-invoke",
+    "aws:cloudwatch/metricAlarm:MetricAlarm": "{c}-errors",
+}
+
+
+@pytest.fixture(scope="module")
+def up() -> ProgramRun:
+    return run_program(STACK)
+
+
+@pytest.fixture(scope="module")
+def preview() -> ProgramRun:
+    return run_program(STACK, preview=True)
+
+
+def policy_of(run: ProgramRun, cluster: str) -> dict[str, Any]:
+    raw = run.one("aws:iam/rolePolicy:RolePolicy", f"{cluster}-policy").inputs["policy"]
+    assert isinstance(raw, str), "the policy must be known after up"
+    return json.loads(raw)
+
+
+def statements_by_sid(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for s in policy["Statement"]}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("mode", ["up", "preview"])
+def test_every_cluster_gets_its_resources_and_preview_matches_up(mode, up, preview):
+    run = up if mode == "up" else preview
+    for cluster in ("alpha", "beta", "gamma"):
+        for typ, pattern in PER_CLUSTER.items():
+            run.one(typ, pattern.format(c=cluster))
+        run.one("consul-backup:index:ConsulSnapshotBackup", cluster)
+        run.one("aws:cloudwatch/metricAlarm:MetricAlarm", f"{cluster}-missed-backup")
+    assert {(r.type, r.name) for r in preview.resources} == {(r.type, r.name) for r in up.resources}
+
+
+def test_token_secret_only_where_the_token_came_from_config(up):
+    secrets = up.of_type("aws:secretsmanager/secret:Secret")
+    assert [s.name for s in secrets] == ["beta-consul-token"]
+    version = up.one("aws:secretsmanager/secretVersion:SecretVersion", "beta-consul-token-version")
+    # Marked secret: Pulumi encrypts it in state and masks it in the preview.
+    assert version.inputs["secretString"] == {
+        SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270",
+        "value": TOKEN,
+    }
+
+
+@pytest.mark.parametrize("mode", ["up", "preview"])
+def test_the_token_appears_nowhere_else(mode, up, preview):
+    run = up if mode == "up" else preview
+    beta_function = run.one("aws:lambda/function:Function", "beta-function")
+    env = beta_function.inputs["environment"]["variables"]
+    # Known where it matters, or the search below would prove nothing.
+    assert not contains_unknown(
+        {k: v for k, v in env.items() if k != "CONSUL_TOKEN_SECRET_ARN" and k != "BACKUP_BUCKET"}
+    )
+    assert "CONSUL_HTTP_TOKEN" not in env
+    for resource in run.resources:
+        if resource.name == "beta-consul-token-version":
+            continue
+        assert TOKEN not in json.dumps(resource.inputs, default=str), resource.name
+    if mode == "up":
+        assert not contains_unknown(run.exports)
+    assert TOKEN not in json.dumps(run.exports, default=str)
+
+
+def test_stack_exports_per_cluster(up, preview):
+    assert set(up.exports) == {"alpha", "beta", "gamma"}
+    alpha = up.exports["alpha"]
+    assert alpha == {
+        "bucket": "alpha-snapshots-bucket-0a1b2c3",
+        "keyPrefix": "consul-snapshots/alpha/",
+        "functionName": "alpha-function-0a1b2c3",
+        "ruleName": "alpha-schedule-0a1b2c3",
+        "alarmTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:alpha-alarms",
+    }
+    assert up.exports["gamma"]["alarmTopicArn"] == f"arn:aws:sns:{REGION}:{ACCOUNT}:ops-alerts"
+    # At preview the generated names are not known yet, and nothing pretends they are.
+    assert is_unknown(preview.exports["alpha"]["bucket"])
+    assert preview.exports["alpha"]["keyPrefix"] == "consul-snapshots/alpha/"
+
+
+def test_bucket_is_private_encrypted_versioned(up):
+    for cluster in ("alpha", "beta"):
+        pab = up.one(
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            f"{cluster}-snapshots-public-access-block",
+        )
+        assert all(
+            pab.inputs[k] is True
+            for k in (
+                "blockPublicAcls",
+                "blockPublicPolicy",
+                "ignorePublicAcls",
+                "restrictPublicBuckets",
+            )
+        )
+        ownership = up.one(
+            "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+            f"{cluster}-snapshots-ownership",
+        )
+        assert ownership.inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+        versioning = up.one(
+            "aws:s3/bucketVersioning:BucketVersioning", f"{cluster}-snapshots-versioning"
+        )
+        assert versioning.inputs["versioningConfiguration"]["status"] == "Enabled"
+        policy = json.loads(
+            up.one(
+                "aws:s3/bucketPolicy:BucketPolicy", f"{cluster}-snapshots-deny-plain-http"
+            ).inputs["policy"]
+        )
+        deny = policy["Statement"][0]
+        assert deny["Effect"] == "Deny" and deny["Condition"] == {
+            "Bool": {"aws:SecureTransport": "false"}
+        }
+        assert f"arn:aws:s3:::{cluster}-snapshots-bucket-0a1b2c3/*" in deny["Resource"]
+    kms = up.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "alpha-snapshots-encryption",
+    )
+    assert kms.inputs["rules"][0]["applyServerSideEncryptionByDefault"] == {
+        "sseAlgorithm": "aws:kms",
+        "kmsMasterKeyId": KMS_KEY,
+    }
+    aes = up.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "beta-snapshots-encryption",
+    )
+    assert aes.inputs["rules"][0]["applyServerSideEncryptionByDefault"] == {
+        "sseAlgorithm": "AES256"
+    }
+
+
+def test_lifecycle_rules(up):
+    alpha = up.one(
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "alpha-snapshots-lifecycle",
+    )
+    [rule] = alpha.inputs["rules"]
+    assert rule["status"] == "Enabled"
+    assert rule["filter"] == {"prefix": "consul-snapshots/alpha/"}
+    assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1}
+    assert rule["expiration"] == {"days": 90}
+    assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": 7}
+    assert rule["transitions"] == [{"days": 30, "storageClass": "GLACIER_IR"}]
+    [beta_rule] = up.one(
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "beta-snapshots-lifecycle",
+    ).inputs["rules"]
+    assert beta_rule["expiration"] == {"days": 30} and "transitions" not in beta_rule
+
+
+def test_role_can_only_be_assumed_by_lambda(up):
+    for cluster in ("alpha", "beta", "gamma"):
+        doc = json.loads(up.one("aws:iam/role:Role", f"{cluster}-role").inputs["assumeRolePolicy"])
+        [statement] = doc["Statement"]
+        assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
+        assert statement["Action"] == "sts:AssumeRole"
+
+
+def test_policy_is_least_privilege(up):
+    for cluster in ("alpha", "beta", "gamma"):
+        policy = policy_of(up, cluster)
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, f"wildcard action {action}"
+                assert "Delete" not in action or action == "ec2:DeleteNetworkInterface"
+            if statement["Resource"] == "*":
+                assert statement["Action"] == "ec2:DescribeNetworkInterfaces"
+        by_sid = statements_by_sid(policy)
+        s3 = by_sid["WriteSnapshotsUnderThisClustersPrefix"]
+        assert sorted(s3["Action"]) == ["s3:AbortMultipartUpload", "s3:PutObject"]
+        assert (
+            s3["Resource"]
+            == f"arn:aws:s3:::{cluster}-snapshots-bucket-0a1b2c3/consul-snapshots/{cluster}/*"
+        )
+        logs = by_sid["WriteOwnLogs"]
+        assert (
+            logs["Resource"]
+            == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{cluster}-logs-0a1b2c3:*"
+        )
+    assert (
+        statements_by_sid(policy_of(up, "alpha"))["ReadThisClustersConsulToken"]["Resource"]
+        == ALPHA_SECRET
+    )
+    assert statements_by_sid(policy_of(up, "beta"))["ReadThisClustersConsulToken"]["Resource"] == (
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:beta-consul-token-AbCdEf"
+    )
+
+
+def test_kms_and_vpc_rights_only_when_used(up):
+    alpha = statements_by_sid(policy_of(up, "alpha"))
+    assert alpha["UseTheKeysInUse"]["Resource"] == [KMS_KEY]
+    create = alpha["CreateNetworkInterfacesInTheGivenSubnets"]["Resource"]
+    base = f"arn:aws:ec2:{REGION}:{ACCOUNT}"
+    assert create == [
+        f"{base}:network-interface/*",
+        f"{base}:subnet/subnet-0123456789abcdef0",
+        f"{base}:subnet/subnet-0fedcba9876543210",
+        f"{base}:security-group/sg-0123456789abcdef0",
+    ]
+    beta = statements_by_sid(policy_of(up, "beta"))
+    assert not any(
+        sid.startswith(("UseTheKeys", "CreateNetwork", "Describe", "Manage")) for sid in beta
+    )
+    assert all(
+        not a.startswith(("kms:", "ec2:")) for s in beta.values() for a in as_list(s["Action"])
+    )
+
+
+def test_the_policy_is_unknown_at_preview_not_silently_empty(preview):
+    policy = preview.one("aws:iam/rolePolicy:RolePolicy", "alpha-policy").inputs["policy"]
+    assert is_unknown(policy)
+
+
+def test_function_settings_and_environment(up):
+    alpha = up.one("aws:lambda/function:Function", "alpha-function").inputs
+    assert alpha["runtime"] == "python3.13"
+    assert alpha["architectures"] == ["arm64"]
+    assert alpha["handler"] == "handler.handler"
+    assert alpha["memorySize"] == 512 and alpha["timeout"] == 300
+    assert alpha["role"] == f"arn:aws:iam:{REGION}:{ACCOUNT}:alpha-role"
+    assert alpha["vpcConfig"] == {
+        "subnetIds": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"],
+        "securityGroupIds": ["sg-0123456789abcdef0"],
+    }
+    assert alpha["loggingConfig"]["logGroup"] == "alpha-logs-0a1b2c3"
+    assert alpha["environment"]["variables"] == {
+        "CONSUL_HTTP_ADDR": "https://consul.alpha.internal:8501",
+        "CONSUL_TOKEN_SECRET_ARN": ALPHA_SECRET,
+        "CONSUL_DATACENTER": "dc1",
+        "CONSUL_STALE": "true",
+        "CONSUL_CACERT_PEM": CA_PEM,
+        "BACKUP_BUCKET": "alpha-snapshots-bucket-0a1b2c3",
+        "BACKUP_PREFIX": "consul-snapshots/",
+        "CLUSTER_NAME": "alpha",
+    }
+    beta = up.one("aws:lambda/function:Function", "beta-function").inputs
+    assert beta["memorySize"] == 256 and beta["timeout"] == 600
+    assert "vpcConfig" not in beta or not beta["vpcConfig"]
+    log_group = up.one("aws:cloudwatch/logGroup:LogGroup", "beta-logs").inputs
+    assert log_group["retentionInDays"] == 30
+
+
+def test_function_archive_holds_exactly_the_sources(up):
+    archive = up.one("aws:lambda/function:Function", "beta-function").inputs["code"]
+    names = sorted(archive.assets)
+    assert names == sorted(FUNCTION_SOURCES)
+    on_disk = sorted(
+        str(p.relative_to(FUNCTION_ROOT))
+        for p in FUNCTION_ROOT.rglob("*.py")
+        if "__pycache__" not in p.parts
+    )
+    assert names == on_disk, "a new function module must be listed in FUNCTION_SOURCES"
+
+
+def test_schedule_target_and_permission(up):
+    rules = {
+        c: up.one("aws:cloudwatch/eventRule:EventRule", f"{c}-schedule").inputs
+        for c in ("alpha", "beta", "gamma")
+    }
+    assert rules["alpha"]["scheduleExpression"] == "rate(30 minutes)"
+    assert rules["beta"]["scheduleExpression"] == "rate(1 hour)"
+    assert rules["gamma"]["scheduleExpression"] == "cron(0 3 * * ? *)"
+    target = up.one("aws:cloudwatch/eventTarget:EventTarget", "alpha-target").inputs
+    assert target["rule"] == "alpha-schedule-0a1b2c3"
+    assert target["arn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:alpha-function-0a1b2c3"
+    assert target["retryPolicy"]["maximumRetryAttempts"] == 2
+    permission = up.one("aws:lambda/permission:Permission", "alpha-invoke").inputs
+    assert permission["principal"] == "events.amazonaws.com"
+    assert permission["action"] == "lambda:InvokeFunction"
+    assert (
+        permission["sourceArn"] == f"arn:aws:events:{REGION}:{ACCOUNT}:rule/alpha-schedule-0a1b2c3"
+    )
+    assert permission["function"] == "alpha-function-0a1b2c3"
+
+
+def test_alarms(up):
+    errors = up.one("aws:cloudwatch/metricAlarm:MetricAlarm", "alpha-errors").inputs
+    assert (errors["namespace"], errors["metricName"]) == ("AWS/Lambda", "Errors")
+    assert errors["dimensions"] == {"FunctionName": "alpha-function-0a1b2c3"}
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:alpha-alarms"
+    assert errors["alarmActions"] == [topic]
+    missed = up.one("aws:cloudwatch/metricAlarm:MetricAlarm", "alpha-missed-backup").inputs
+    assert (missed["namespace"], missed["metricName"]) == ("ConsulBackup", "BackupSuccess")
+    assert missed["dimensions"] == {"Cluster": "alpha"}
+    assert missed["treatMissingData"] == "breaching"
+    assert missed["comparisonOperator"] == "LessThanThreshold" and missed["threshold"] == 1
+    # Two 30-minute intervals without a success.
+    assert missed["period"] * missed["evaluationPeriods"] == 3600
+    gamma = up.one("aws:cloudwatch/metricAlarm:MetricAlarm", "gamma-missed-backup").inputs
+    assert gamma["period"] * gamma["evaluationPeriods"] == 2 * 86400
+    assert gamma["alarmActions"] == [f"arn:aws:sns:{REGION}:{ACCOUNT}:ops-alerts"]
+    subscription = up.one("aws:sns/topicSubscription:TopicSubscription", "alpha-alarm-email").inputs
+    assert subscription == {"topic": topic, "protocol": "email", "endpoint": "oncall@example.com"}
+    assert sorted(t.name for t in up.of_type("aws:sns/topic:Topic")) == [
+        "alpha-alarms",
+        "beta-alarms",
+    ]
+
+
+def test_invokes_are_all_answered(up):
+    assert set(up.invokes) == {
+        "aws:index/getRegion:getRegion",
+        "aws:index/getCallerIdentity:getCallerIdentity",
+        "aws:index/getPartition:getPartition",
+    }
+
+
+def test_shared_bucket_confines_each_cluster_to_its_prefix():
+    stack = {
+        "clusters": [
+            {
+                "name": "one",
+                "consulAddress": "http://a:8500",
+                "tokenSecretArn": ALPHA_SECRET,
+                "retentionDays": 10,
+            },
+            {"name": "two", "consulAddress": "http://b:8500", "retentionDays": 20},
+        ],
+        "tokens": {"two": TOKEN},
+        "sharedBucket": {"kmsKeyArn": KMS_KEY, "prefix": "backups/consul"},
+    }
+    run = run_program(stack)
+    [bucket] = run.of_type("aws:s3/bucket:Bucket")
+    assert bucket.name == "consul-backup-shared-bucket"
+    [lifecycle] = run.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+    assert [
+        (r["filter"]["prefix"], r["expiration"]["days"]) for r in lifecycle.inputs["rules"]
+    ] == [
+        ("backups/consul/one/", 10),
+        ("backups/consul/two/", 20),
+    ]
+    for cluster in ("one", "two"):
+        s3 = statements_by_sid(policy_of(run, cluster))["WriteSnapshotsUnderThisClustersPrefix"]
+        assert (
+            s3["Resource"]
+            == f"arn:aws:s3:::consul-backup-shared-bucket-0a1b2c3/backups/consul/{cluster}/*"
+        )
+        env = run.one("aws:lambda/function:Function", f"{cluster}-function").inputs["environment"][
+            "variables"
+        ]
+        assert env["BACKUP_PREFIX"] == "backups/consul"
+        assert env["BACKUP_BUCKET"] == "consul-backup-shared-bucket-0a1b2c3"
+    # The token secret is encrypted with the stack's key.
+    assert (
+        run.one("aws:secretsmanager/secret:Secret", "two-consul-token").inputs["kmsKeyId"]
+        == KMS_KEY
+    )

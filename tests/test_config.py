@@ -1,0 +1,294 @@
+"""Stack config validation: every mistake named by cluster and field, at preview."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError, parse_stack
+from components.schedule import ScheduleError, schedule_interval_minutes
+from devservers.stack_config import EXAMPLE_PASSPHRASE, StackConfigError, load_stack_config
+from tests.pulumi_harness import run_program
+
+REPO = Path(__file__).resolve().parent.parent
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:consul/token-AbCdEf"
+GOOD: dict[str, Any] = {
+    "clusters": [
+        {"name": "alpha", "consulAddress": "https://consul.alpha:8501", "tokenSecretArn": ARN},
+        {"name": "beta", "consulAddress": "http://consul.beta:8500"},
+    ],
+    "tokens": {"beta": "secret-token"},
+}
+
+
+def problems_for(mutate) -> list[str]:
+    stack = copy.deepcopy(GOOD)
+    mutate(stack)
+    with pytest.raises(ConfigError) as raised:
+        parse_stack(stack["clusters"], stack.get("tokens"), stack.get("sharedBucket"))
+    return raised.value.problems
+
+
+def beta(**fields):
+    def mutate(stack):
+        stack["clusters"][1].update(fields)
+        for key in [k for k, v in fields.items() if v is None]:
+            del stack["clusters"][1][key]
+
+    return mutate
+
+
+CASES = {
+    # missing and malformed fields
+    "missing name": (
+        lambda s: s["clusters"][1].pop("name") and s["tokens"].clear(),
+        "clusters[1]: name is required",
+    ),
+    "missing address": (beta(consulAddress=None), "clusters[1] (beta): consulAddress is required"),
+    "address without scheme": (
+        beta(consulAddress="consul.beta:8500"),
+        "clusters[1] (beta): consulAddress 'consul.beta:8500' is not an http:// or https:// URL",
+    ),
+    "address with bad port": (
+        beta(consulAddress="http://consul:85x0"),
+        "clusters[1] (beta): consulAddress 'http://consul:85x0' has an invalid port",
+    ),
+    "not a PEM": (beta(caCertificate="hello"), "clusters[1] (beta): caCertificate is not a PEM"),
+    "bad email": (beta(alarmEmail="oncall"), "alarmEmail 'oncall' is not an e-mail address"),
+    "bad KMS ARN": (beta(kmsKeyArn="alias/mine"), "kmsKeyArn 'alias/mine' is not a KMS key ARN"),
+    "bad secret ARN": (
+        lambda s: s["clusters"][0].update(tokenSecretArn="consul-token"),
+        "clusters[0] (alpha): tokenSecretArn 'consul-token' is not a Secrets Manager secret ARN",
+    ),
+    # names AWS would reject, and duplicates
+    "uppercase name": (
+        lambda s: s["clusters"][0].update(name="Alpha"),
+        "clusters[0] (Alpha): name 'Alpha' is not a valid cluster name",
+    ),
+    "name too long": (
+        lambda s: s["clusters"][0].update(name="a" * 33),
+        f"name '{'a' * 33}' is not a valid cluster name",
+    ),
+    "name ending in hyphen": (
+        lambda s: s["clusters"][0].update(name="alpha-"),
+        "clusters[0] (alpha-): name 'alpha-' is not a valid cluster name",
+    ),
+    "duplicate name": (
+        lambda s: (
+            s["clusters"][0].update(name="beta", tokenSecretArn=None)
+            or s["clusters"][0].pop("tokenSecretArn")
+        ),
+        "clusters[1] (beta): name is already used by clusters[0]",
+    ),
+    # schedules only AWS would reject
+    "schedule prose": (
+        beta(schedule="every day"),
+        "clusters[1] (beta): schedule \"every day\": 'every day' is not an EventBridge "
+        "rate() or cron() expression",
+    ),
+    "rate 1 hours": (beta(schedule="rate(1 hours)"), "AWS wants rate(1 hour), not rate(1 hours)"),
+    "rate 5 minute": (
+        beta(schedule="rate(5 minute)"),
+        "AWS wants rate(5 minutes), not rate(5 minute)",
+    ),
+    "rate zero": (beta(schedule="rate(0 minutes)"), "a rate must be at least 1"),
+    "cron five fields": (beta(schedule="cron(0 3 * * *)"), "has 6 fields"),
+    "cron both day fields": (
+        beta(schedule="cron(0 3 * * * *)"),
+        "needs '?' in exactly one of day-of-month and day-of-week",
+    ),
+    "cron hour 24": (beta(schedule="cron(0 24 * * ? *)"), "cron hours value 24 is outside 0-23"),
+    # out-of-range numbers
+    "retention zero": (
+        beta(retentionDays=0),
+        "clusters[1] (beta): retentionDays 0 is out of range",
+    ),
+    "memory too small": (beta(memorySize=64), "memorySize 64 is out of range (128 to 10240)"),
+    "timeout too long": (beta(timeout=901), "timeout 901 is out of range (30 to 900)"),
+    "log retention not allowed": (
+        beta(logRetentionDays=31),
+        "logRetentionDays 31 is not a CloudWatch Logs retention",
+    ),
+    "cold storage after expiry": (
+        beta(retentionDays=30, coldStorage={"storageClass": "GLACIER", "afterDays": 30}),
+        "coldStorage.afterDays 30 must be less than retentionDays (30)",
+    ),
+    "IA before 30 days": (
+        beta(retentionDays=90, coldStorage={"storageClass": "STANDARD_IA", "afterDays": 7}),
+        "coldStorage.afterDays 7 is below S3's 30 days for STANDARD_IA",
+    ),
+    "unknown storage class": (
+        beta(coldStorage={"storageClass": "TAPE", "afterDays": 40}, retentionDays=90),
+        "coldStorage.storageClass 'TAPE' is not one of",
+    ),
+    "alarm window shorter than interval": (
+        beta(schedule="rate(6 hours)", missedBackupWindowMinutes=60),
+        "missedBackupWindowMinutes 60 is shorter than the schedule's interval (360 minutes)",
+    ),
+    # wrong types
+    "stale as string": (
+        beta(stale="yes"),
+        "clusters[1] (beta): stale must be true or false, not a string 'yes'",
+    ),
+    "retention as string": (
+        beta(retentionDays="30"),
+        "retentionDays must be a whole number, not a string '30'",
+    ),
+    "retention fractional": (
+        beta(retentionDays=7.5),
+        "retentionDays must be a whole number, not a number 7.5",
+    ),
+    "memory as bool": (
+        beta(memorySize=True),
+        "memorySize must be a whole number, not a boolean True",
+    ),
+    "vpc as list": (
+        beta(vpc=["subnet-0123456789abcdef0"]),
+        "clusters[1] (beta): vpc must be an object, not a list",
+    ),
+    "cluster not an object": (
+        lambda s: s["clusters"].append("gamma"),
+        "clusters[2]: must be an object, not a string",
+    ),
+    "name as number": (
+        lambda s: s["clusters"][0].update(name=7),
+        "clusters[0]: name must be a string, not a number",
+    ),
+    # unknown keys
+    "typo": (
+        beta(retentionDay=30),
+        "clusters[1] (beta): unknown key 'retentionDay' (did you mean 'retentionDays'?)",
+    ),
+    "unknown nested key": (
+        beta(
+            vpc={
+                "subnetIds": ["subnet-0123456789abcdef0"],
+                "securityGroupIds": ["sg-0123456789abcdef0"],
+                "vpcId": "vpc-1",
+            }
+        ),
+        "clusters[1] (beta): unknown key vpc.'vpcId'",
+    ),
+    # the token: neither, both, or for a cluster that does not exist
+    "no token": (lambda s: s["tokens"].clear(), "clusters[1] (beta): token is missing"),
+    "two tokens": (
+        lambda s: s["tokens"].update(alpha="another"),
+        "clusters[0] (alpha): token is given twice: tokenSecretArn and tokens.alpha",
+    ),
+    "token for nobody": (
+        lambda s: s["tokens"].update(gamma="x"),
+        "tokens.gamma: there is no cluster named 'gamma'",
+    ),
+    "empty token": (
+        lambda s: s["tokens"].update(beta=""),
+        "tokens.beta: must be a non-empty string",
+    ),
+    # incomplete VPC settings
+    "vpc without security groups": (
+        beta(vpc={"subnetIds": ["subnet-0123456789abcdef0"]}),
+        "clusters[1] (beta): securityGroupIds needs at least one entry",
+    ),
+    "vpc with empty subnets": (
+        beta(vpc={"subnetIds": [], "securityGroupIds": ["sg-0123456789abcdef0"]}),
+        "clusters[1] (beta): subnetIds needs at least one entry",
+    ),
+    "vpc with a bad subnet": (
+        beta(vpc={"subnetIds": ["vpc-123"], "securityGroupIds": ["sg-0123456789abcdef0"]}),
+        "subnetIds entry 'vpc-123' is not a subnet ID",
+    ),
+    # shared bucket
+    "kms per cluster with a shared bucket": (
+        lambda s: (
+            s.update(sharedBucket={})
+            or s["clusters"][1].update(kmsKeyArn="arn:aws:kms:eu-west-1:123456789012:key/abcd-1234")
+        ),
+        "clusters[1] (beta): kmsKeyArn is the shared bucket's here",
+    ),
+    "alarm email and topic": (
+        beta(alarmEmail="a@b.co", alarmTopicArn="arn:aws:sns:eu-west-1:123456789012:ops"),
+        "alarmEmail and alarmTopicArn are exclusive",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_each_mistake_is_named(case):
+    mutate, message = CASES[case]
+    problems = problems_for(mutate)
+    assert any(message in problem for problem in problems), problems
+
+
+def test_all_mistakes_are_reported_at_once():
+    def many(stack):
+        stack["clusters"][0].update(schedule="daily", retentionDays=-1)
+        stack["clusters"][1].update(stale="no")
+
+    problems = problems_for(many)
+    assert len(problems) == 3
+    assert [p.split(":")[0] for p in problems] == ["clusters[0] (alpha)"] * 2 + [
+        "clusters[1] (beta)"
+    ]
+
+
+def test_a_token_value_is_never_echoed():
+    def wrong(stack):
+        stack["tokens"]["beta"] = 12345
+
+    assert all("12345" not in p for p in problems_for(wrong))
+
+
+def test_the_program_refuses_bad_config_when_it_starts():
+    stack = copy.deepcopy(GOOD)
+    stack["clusters"][1]["schedule"] = "every day"
+    with pytest.raises(ConfigError, match=r"clusters\[1\] \(beta\): schedule \"every day\""):
+        run_program(stack, preview=True)
+
+
+def test_no_clusters_at_all():
+    with pytest.raises(ConfigError, match="clusters: needs a list with at least one cluster"):
+        parse_stack(None)
+
+
+@pytest.mark.parametrize(
+    ("expression", "minutes"),
+    [
+        ("rate(1 minute)", 1),
+        ("rate(15 minutes)", 15),
+        ("rate(1 hour)", 60),
+        ("rate(2 days)", 2880),
+        ("cron(0/15 * * * ? *)", None),
+        ("cron(15 */6 ? * MON-FRI *)", None),
+        ("cron(0 3 L * ? 2027)", None),
+    ],
+)
+def test_valid_schedules(expression, minutes):
+    assert schedule_interval_minutes(expression) == minutes
+
+
+@pytest.mark.parametrize(
+    "expression", ["rate(1 week)", "rate(-1 minutes)", "cron(61 * * * ? *)", "rate(1hour)"]
+)
+def test_invalid_schedules(expression):
+    with pytest.raises(ScheduleError):
+        schedule_interval_minutes(expression)
+
+
+def test_the_example_stack_is_valid_and_its_secret_decrypts():
+    values, secret_keys = load_stack_config(REPO / "Pulumi.dev.yaml", EXAMPLE_PASSPHRASE)
+    assert secret_keys == {"consul-backup:tokens"}
+    settings = parse_stack(values["consul-backup:clusters"], values["consul-backup:tokens"], None)
+    assert [c.name for c in settings.clusters] == ["prod", "staging"]
+    assert settings.clusters[0].token_secret_arn and "staging" in settings.tokens
+    run = run_program(values)
+    assert {r.name for r in run.of_type("aws:lambda/function:Function")} == {
+        "prod-function",
+        "staging-function",
+    }
+
+
+def test_the_example_stack_refuses_a_wrong_passphrase():
+    with pytest.raises(StackConfigError, match="incorrect passphrase"):
+        load_stack_config(REPO / "Pulumi.dev.yaml", "not-the-passphrase")
