@@ -110,9 +110,11 @@ def main() -> None:
             f"bare resources {bare_s:.3f} s, ratio {program_s / bare_s:.2f}x, "
             f"{1000 * program_s / clusters:.1f} ms per cluster"
         )
+    program_growth = per_cluster[-1] / per_cluster[0]
+    bare_growth = per_bare[-1] / per_bare[0]
     print(
-        f"cost per cluster, 100 clusters against 1: program {per_cluster[-1] / per_cluster[0]:.2f}x, "
-        f"bare resources {per_bare[-1] / per_bare[0]:.2f}x (the mock engine's own growth)"
+        f"cost per cluster, 100 clusters against 1: program {program_growth:.2f}x, "
+        f"bare resources {bare_growth:.2f}x (the mock engine's own growth)"
     )
     first, second = archive_hash_after_pycache()
     verdict = "same" if first == second else "DIFFERENT"
