@@ -121,6 +121,8 @@ class ConsulDouble:
     served: list[ServedArchive] = field(default_factory=list)
     record_served: bool = True
     restores: int = 0
+    # Every archive a PUT delivered, restored or refused.
+    received: list[ServedArchive] = field(default_factory=list)
     _accessors: dict[str, str] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -376,6 +378,9 @@ class _SnapshotHandler(BaseHTTPRequestHandler):
             return
         _query, stale = routed
         body = self._read_body()
+        self.double.received.append(
+            ServedArchive(hashlib.sha256(body).hexdigest(), len(body), body)
+        )
         if stale:
             self._plain(500, "stale not allowed for restore")
             return

@@ -14,7 +14,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import IO, Any, Protocol, cast
 from urllib.parse import quote, urlsplit
 
 import urllib3
@@ -32,6 +32,10 @@ def retry_delays(retries: int) -> tuple[float, ...]:
 
 DEFAULT_RETRY_DELAYS = retry_delays(3)
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class ByteSource(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class ConsulError(Exception):
@@ -182,7 +186,7 @@ class ConsulClient:
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def restore_snapshot(self, archive: IO[bytes], size: int | None = None) -> None:
+    def restore_snapshot(self, archive: ByteSource, size: int | None = None) -> None:
         """``PUT /v1/snapshot`` with the raw archive, streamed from ``archive``."""
         headers = self._headers()
         headers["Content-Type"] = "application/octet-stream"

@@ -1,0 +1,1 @@
+"""consul-backup operator CLI: list, verify, download, restore and run backups."""

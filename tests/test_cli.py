@@ -1,0 +1,251 @@
+"""The operator CLI against moto's S3 and the Consul double, over real HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from consul_backup.cli import (
+    EXIT_DEFECTIVE,
+    EXIT_NOT_CONFIRMED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_REMOTE,
+    EXIT_USAGE,
+    run,
+)
+from devservers.archive_writer import RaftState, archive_bytes
+from devservers.consul_double import ConsulDouble
+from snapshot_backup.backup import handler
+from snapshot_backup.keys import snapshot_key
+from snapshot_backup.s3_upload import MIN_PART_BYTES
+
+PREFIX = "consul-snapshots/"
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+
+def cli(*argv: str, env: dict[str, str] | None = None, answer: str | None = None) -> Result:
+    out, err = io.StringIO(), io.StringIO()
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        if answer is None:
+            raise AssertionError("the CLI asked for confirmation unexpectedly")
+        return answer
+
+    code = run(list(argv), env={**os.environ, **(env or {})}, out=out, err=err, ask=ask)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def back_up(consul: ConsulDouble, bucket: str, cluster: str = "prod") -> dict:
+    return handler(
+        {},
+        None,
+        env={
+            **os.environ,
+            "CONSUL_HTTP_ADDR": consul.address,
+            "CONSUL_HTTP_TOKEN": "root-token",
+            "BACKUP_BUCKET": bucket,
+            "CLUSTER_NAME": cluster,
+            "CONSUL_RETRIES": "0",
+        },
+    )
+
+
+def put_archive(s3, bucket: str, cluster: str, when: datetime, index: int, body: bytes) -> str:
+    key = snapshot_key(PREFIX, cluster, when, index)
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return key
+
+
+def corrupt(data: bytes) -> bytes:
+    damaged = bytearray(data)
+    damaged[len(damaged) // 2] ^= 0xFF
+    return bytes(damaged)
+
+
+def test_list_is_newest_first_and_ignores_foreign_objects(s3, bucket):
+    base = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    archive = archive_bytes(RaftState(index=5, term=1, data=b"x" * 100))
+    keys = [
+        put_archive(s3, bucket, "prod", base + timedelta(hours=h), 100 + h, archive)
+        for h in (2, 0, 1)
+    ]
+    put_archive(s3, bucket, "stage", base + timedelta(hours=5), 9, archive)
+    s3.put_object(Bucket=bucket, Key=f"{PREFIX}prod/README.txt", Body=b"not a snapshot")
+
+    result = cli("list", "--bucket", bucket, "--cluster", "prod", "--json")
+    assert result.code == EXIT_OK
+    listed = [json.loads(line) for line in result.out.splitlines()]
+    assert [r["key"] for r in listed] == [keys[0], keys[2], keys[1]]
+    assert [r["raft_index"] for r in listed] == [102, 101, 100]
+    assert all(r["bytes"] == len(archive) for r in listed)
+
+    everything = cli("list", "--bucket", bucket)
+    lines = everything.out.splitlines()
+    assert lines[0].startswith("TAKEN (UTC)")
+    assert "stage" in lines[1] and "2026-11-20 15:00:00" in lines[1]
+    assert len(lines) == 5
+
+
+def test_verify_latest_reports_index_and_size(consul, s3, bucket):
+    summary = back_up(consul, bucket)
+    result = cli("verify", "--bucket", bucket, "--cluster", "prod", "latest")
+    assert result.code == EXIT_OK, result.err
+    assert summary["key"] in result.out
+    assert f"raft index {consul.state.index}, term {consul.state.term}" in result.out
+    assert summary["sha256"] in result.out
+
+
+def test_verify_fails_on_a_corrupted_object(consul, s3, bucket):
+    summary = back_up(consul, bucket)
+    stored = s3.get_object(Bucket=bucket, Key=summary["key"])["Body"].read()
+    later = datetime.now(UTC) + timedelta(hours=1)
+    bad_key = put_archive(s3, bucket, "prod", later, 99, corrupt(stored))
+    result = cli("verify", "--bucket", bucket, "--cluster", "prod", "latest")
+    assert result.code == EXIT_DEFECTIVE
+    assert "DEFECTIVE" in result.err
+    # An explicit key of the good one still verifies.
+    assert cli("verify", "--bucket", bucket, "--cluster", "prod", summary["key"]).code == EXIT_OK
+    assert cli("verify", "--bucket", bucket, "--cluster", "prod", bad_key).code == EXIT_DEFECTIVE
+
+
+def test_verify_catches_an_object_that_disagrees_with_its_recorded_sha256(consul, s3, bucket):
+    summary = back_up(consul, bucket)
+    other = archive_bytes(RaftState(index=7, term=1, data=b"another state"))
+    s3.put_object(Bucket=bucket, Key=summary["key"], Body=other, Metadata={"sha256": "0" * 64})
+    result = cli("verify", "--bucket", bucket, "--cluster", "prod", "latest")
+    assert result.code == EXIT_DEFECTIVE
+    assert "differs from the recorded" in result.err
+
+
+def test_restore_round_trip_is_byte_identical(s3, bucket):
+    source_state = RaftState(index=4242, term=9, size=MIN_PART_BYTES + 300_000, seed=11)
+    with ConsulDouble(state=source_state) as source, ConsulDouble() as target:
+        summary = back_up(source, bucket)
+        assert summary["parts"] == 2
+        stored = s3.get_object(Bucket=bucket, Key=summary["key"])["Body"].read()
+        result = cli(
+            "restore", "--bucket", bucket, "--cluster", "prod", "latest",
+            "--consul-addr", target.address, "--yes",
+            env={"CONSUL_HTTP_TOKEN": "root-token"},
+        )  # fmt: skip
+        assert result.code == EXIT_OK, result.err
+        [put] = [r for r in target.requests if r.method == "PUT"]
+        assert put.headers["Content-Length"] == str(len(stored))
+        assert put.headers["X-Consul-Token"] == "root-token"
+        assert target.received[-1].body == stored
+        assert target.restores == 1
+        assert target.state.index == 4242 and target.state.term == 9
+        assert target.state.data is not None
+        assert len(target.state.data) == source_state.length
+        assert target.state.sha256() == source_state.sha256()
+    assert f"Restored {summary['key']}" in result.out
+
+
+def test_restore_refuses_a_defective_snapshot_and_sends_nothing(consul, s3, bucket):
+    summary = back_up(consul, bucket)
+    stored = s3.get_object(Bucket=bucket, Key=summary["key"])["Body"].read()
+    s3.put_object(Bucket=bucket, Key=summary["key"], Body=stored[: len(stored) // 2])
+    with ConsulDouble() as target:
+        result = cli(
+            "restore", "--bucket", bucket, "--cluster", "prod", "latest",
+            "--consul-addr", target.address, "--yes",
+        )  # fmt: skip
+        assert result.code == EXIT_DEFECTIVE
+        assert target.requests == []
+
+
+def test_restore_asks_first_and_sends_nothing_without_a_yes(consul, s3, bucket):
+    back_up(consul, bucket)
+    with ConsulDouble() as target:
+        args = ("restore", "--bucket", bucket, "--cluster", "prod", "latest",
+                "--consul-addr", target.address)  # fmt: skip
+        refused = cli(*args, answer="no")
+        assert refused.code == EXIT_NOT_CONFIRMED
+        assert target.requests == []
+        accepted = cli(*args, env={"CONSUL_HTTP_TOKEN": "root-token"}, answer="restore")
+        assert accepted.code == EXIT_OK, accepted.err
+        assert target.restores == 1
+
+
+def test_restore_reports_consuls_refusal(consul, s3, bucket):
+    back_up(consul, bucket)
+    with ConsulDouble() as target:
+        result = cli(
+            "restore", "--bucket", bucket, "--cluster", "prod", "latest",
+            "--consul-addr", target.address, "--yes", env={"CONSUL_HTTP_TOKEN": "wrong"},
+        )  # fmt: skip
+    assert result.code == EXIT_REMOTE
+    assert "Consul refused the restore (403): ACL not found" in result.err
+
+
+def test_download_writes_only_a_verified_file(consul, s3, bucket, tmp_path):
+    summary = back_up(consul, bucket)
+    target = tmp_path / "prod.snap"
+    result = cli("download", "--bucket", bucket, "--cluster", "prod", "latest", "-o", str(target))
+    assert result.code == EXIT_OK, result.err
+    stored = s3.get_object(Bucket=bucket, Key=summary["key"])["Body"].read()
+    assert target.read_bytes() == stored
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prod.snap"]
+    assert cli("download", "--bucket", bucket, "--cluster", "prod", "latest",
+               "-o", str(target)).code == EXIT_USAGE  # fmt: skip
+
+    s3.put_object(Bucket=bucket, Key=summary["key"], Body=corrupt(stored))
+    broken = tmp_path / "broken.snap"
+    result = cli("download", "--bucket", bucket, "--cluster", "prod", "latest", "-o", str(broken))
+    assert result.code == EXIT_DEFECTIVE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prod.snap"]
+
+
+def test_backup_local_runs_the_handler(consul, s3, bucket):
+    result = cli(
+        "backup", "--local", "--bucket", bucket, "--cluster", "prod",
+        "--consul-addr", consul.address, env={"CONSUL_HTTP_TOKEN": "root-token"},
+    )  # fmt: skip
+    assert result.code == EXIT_OK, result.err
+    summary = json.loads(result.out)
+    assert s3.head_object(Bucket=bucket, Key=summary["key"])["ContentLength"] == summary["bytes"]
+
+
+def test_backup_local_failure_is_an_error_exit(consul, s3, bucket):
+    consul.has_leader = False
+    result = cli(
+        "backup", "--local", "--bucket", bucket, "--cluster", "prod",
+        "--consul-addr", consul.address,
+        env={"CONSUL_HTTP_TOKEN": "root-token", "CONSUL_RETRIES": "0"},
+    )  # fmt: skip
+    assert result.code == EXIT_REMOTE
+    assert "No cluster leader" in result.err
+
+
+def test_missing_settings_and_snapshots(s3, bucket):
+    env = {"BACKUP_BUCKET": ""}
+    assert cli("list", env=env).code == EXIT_USAGE
+    missing = cli("verify", "--bucket", bucket, "--cluster", "prod", "latest")
+    assert missing.code == EXIT_NOT_FOUND
+    assert "no snapshot of cluster 'prod'" in missing.err
+    elsewhere = cli("verify", "--bucket", bucket, "--cluster", "prod", "other/key.snap")
+    assert elsewhere.code == EXIT_NOT_FOUND
+    assert cli("backup", "--bucket", bucket, "--cluster", "prod").code == EXIT_USAGE
+
+
+@pytest.mark.parametrize("command", ["list", "verify", "download", "restore", "backup"])
+def test_every_subcommand_has_help_in_the_installed_script(command):
+    script = Path(sys.executable).parent / "consul-backup"
+    assert script.exists(), "make installs the consul-backup console script into .venv"
+    done = subprocess.run([str(script), command, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert f"usage: consul-backup {command}" in done.stdout
