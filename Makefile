@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+demo: $(STAMP)
+	$(BIN)/python -m devservers.demo
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.backup_throughput
+	$(BIN)/python -m bench.program_evaluation
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

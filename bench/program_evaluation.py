@@ -23,7 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.function_code import FUNCTION_ROOT, function_code_sha256
-from tests.pulumi_harness import ACCOUNT, REGION, RecordingMocks, config_values
+from devservers.pulumi_mocks import ACCOUNT, REGION, RecordingMocks, config_values
 
 
 def stack_config(clusters: int) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +22,9 @@ FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -40,6 +46,15 @@ def wait_until_serving(url: str, seconds: float = 30.0) -> None:
             time.sleep(0.1)
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to end it when its parent dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the context manager still stops it on a normal exit
+
+
 @contextmanager
 def moto_server() -> Iterator[str]:
     """A moto server in a child process; yields its endpoint URL and stops it after.
@@ -55,6 +70,7 @@ def moto_server() -> Iterator[str]:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
     )
     try:
         wait_until_serving(url)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from components.function_code import FUNCTION_ROOT, FUNCTION_SOURCES
-from tests.pulumi_harness import (
+from devservers.pulumi_mocks import (
     ACCOUNT,
     REGION,
     SECRET_SIG,

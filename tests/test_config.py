@@ -10,8 +10,8 @@ import pytest
 
 from components.config import ConfigError, parse_stack
 from components.schedule import ScheduleError, schedule_interval_minutes
+from devservers.pulumi_mocks import run_program
 from devservers.stack_config import EXAMPLE_PASSPHRASE, StackConfigError, load_stack_config
-from tests.pulumi_harness import run_program
 
 REPO = Path(__file__).resolve().parent.parent
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:consul/token-AbCdEf"

@@ -1,5 +1,8 @@
 """Run the stack program in process under Pulumi mocks, fresh for every run.
 
+Used by the tests, the benchmark and the demo (which prints what ``pulumi up``
+would create without the Pulumi CLI or an AWS account).
+
 Mocks accept duplicate URNs and answer an unmocked invoke with None: this
 harness fails on both. In preview mode computed outputs (ARNs, generated
 names) stay unknown, as they do in a real ``pulumi preview``.
@@ -18,7 +21,7 @@ from pulumi.output import Unknown
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 - the marker Pulumi puts on secret values
 INVOKES = {
     "aws:index/getRegion:getRegion": {"region": REGION, "name": REGION, "id": REGION},
     "aws:index/getCallerIdentity:getCallerIdentity": {
