@@ -1,23 +1,33 @@
-# Every target bootstraps .venv from the pinned requirements on a clean clone.
+# Every target bootstraps .venv (and node_modules) from pinned files on a clean clone.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+WORKFLOWS ?= .github/workflows
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: venv demo test lint lint-python lint-workflows typecheck unit bench clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml package.json package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
 	$(BIN)/python -m pip install --quiet --requirement requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --editable .
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-lint: $(STAMP)
+demo: $(STAMP)
+	$(BIN)/python -m devservers.demo
+
+lint: lint-python lint-workflows
+
+lint-python: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+lint-workflows: $(STAMP)
+	tools/lint-workflows $(WORKFLOWS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -27,12 +37,9 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-demo: $(STAMP)
-	$(BIN)/python -m devservers.demo
-
 bench: $(STAMP)
 	$(BIN)/python -m bench.backup_throughput
 	$(BIN)/python -m bench.program_evaluation
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
