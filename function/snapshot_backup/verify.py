@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import tarfile
 import zlib
@@ -73,6 +74,26 @@ class TeeReader:
 
     def readable(self) -> bool:
         return True
+
+
+class _LargeReads(io.RawIOBase):
+    """Lets a BufferedReader pull large blocks from any ``read(n)`` source.
+
+    Python 3.11's gzip reads 8 KiB at a time; behind a 1 MiB buffer each of
+    those is served in C, and the source (and whatever it tees into) sees
+    one call per MiB instead of 128.
+    """
+
+    def __init__(self, source: IO[bytes] | Any) -> None:
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def parse_meta(raw: bytes) -> SnapshotMeta:
@@ -146,8 +167,9 @@ def _verify(stream: IO[bytes] | Any, on_meta: MetaCallback | None) -> ArchiveRep
     sums: dict[str, str] | None = None
     meta_raw: bytes | None = None
     state_bytes = 0
+    buffered = io.BufferedReader(_LargeReads(stream), CHUNK_BYTES)
     # The gzip layer is ours, not tarfile's, so that we can drain it to its end.
-    with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
+    with gzip.GzipFile(fileobj=buffered, mode="rb") as unzipped:
         # tarfile's stream mode reads in 10 KiB records by default: far too
         # many calls for a gigabyte, so give it a larger read size.
         with tarfile.open(fileobj=unzipped, mode="r|", bufsize=CHUNK_BYTES) as tar:
