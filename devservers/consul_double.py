@@ -22,6 +22,7 @@ import ssl
 import struct
 import tarfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,6 +109,8 @@ class ConsulDouble:
     defects: ArchiveDefects | None = None
     fault: MidStreamFault | None = None
     not_gzip: bool = False
+    # A slow server or network: the body trickles out at this rate.
+    bytes_per_second: int | None = None
     # Served instead of a generated archive: a prepared archive file (benchmarks).
     archive_file: Path | None = None
     # Answers for the next GETs: (status, body), one used per request.
@@ -190,6 +193,31 @@ class _ChunkedWriter(io.RawIOBase):
     def finish(self) -> None:
         self._wfile.write(b"0\r\n\r\n")
         self._wfile.flush()
+
+
+class _ThrottledWriter(io.RawIOBase):
+    """Writes in small slices, sleeping so the rate stays at ``bytes_per_second``."""
+
+    def __init__(self, inner: Any, bytes_per_second: int) -> None:
+        self._inner = inner
+        self._rate = bytes_per_second
+        self._started = time.monotonic()
+        self._sent = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(bytes(data))
+        step = max(1024, self._rate // 20)
+        for start in range(0, len(view), step):
+            piece = view[start : start + step]
+            self._inner.write(piece)
+            self._sent += len(piece)
+            ahead = self._sent / self._rate - (time.monotonic() - self._started)
+            if ahead > 0:
+                time.sleep(ahead)
+        return len(view)
 
 
 class _CutError(Exception):
@@ -330,6 +358,8 @@ class _SnapshotHandler(BaseHTTPRequestHandler):
         double = self.double
         chunked = _ChunkedWriter(self.wfile)
         target: Any = chunked
+        if double.bytes_per_second:
+            target = _ThrottledWriter(target, double.bytes_per_second)
         if double.fault is not None:
             target = _CuttingWriter(chunked, double.fault.after_bytes)
         outer = gzip.GzipFile(fileobj=target, mode="wb", compresslevel=1) if double_gzip else None

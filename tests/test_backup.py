@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from devservers.archive_writer import ArchiveDefects, RaftState
 from devservers.consul_double import ConsulDouble, MidStreamFault
 from devservers.tls import make_private_ca
 from handler import handler
+from snapshot_backup.backup import DEADLINE_MARGIN_SECONDS, DeadlineError
 from snapshot_backup.consul import ConsulError
 from snapshot_backup.keys import snapshot_key
 from snapshot_backup.s3_upload import MIN_PART_BYTES
@@ -276,3 +278,38 @@ def test_missing_settings_are_named(consul, bucket, missing, message, capsys):
     with pytest.raises(SettingsError, match=message):
         handler({}, None, env=env)
     assert run_record(capsys.readouterr().out)["outcome"] == "failure"
+
+
+class LambdaContext:
+    """What Lambda passes as context: the time this invocation has left."""
+
+    def __init__(self, remaining_seconds: float) -> None:
+        self.remaining_seconds = remaining_seconds
+        self.started = time.monotonic()
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.remaining_seconds - (time.monotonic() - self.started)) * 1000)
+
+
+@pytest.mark.parametrize(
+    ("state", "bytes_per_second"),
+    [(SMALL, 100_000), (MULTIPART_STATE, 24 << 20)],
+    ids=["single part", "after parts were uploaded"],
+)
+def test_a_run_about_to_time_out_aborts_and_stores_nothing(
+    state, bytes_per_second, s3, bucket, capsys
+):
+    # A slow Consul, and a second of usable time: the run stops mid-stream.
+    context = LambdaContext(DEADLINE_MARGIN_SECONDS + 1.0)
+    with ConsulDouble(state=state, bytes_per_second=bytes_per_second) as consul:
+        with pytest.raises(DeadlineError) as raised:
+            handler({}, context, env=backup_env(consul, bucket))
+    stopped_after = int(re.search(r"after (\d+) bytes", str(raised.value))[1])
+    assert 0 < stopped_after < state.length  # it stopped mid-stream
+    assert_nothing_stored(s3, bucket)
+    assert run_record(capsys.readouterr().out)["error"].startswith("DeadlineError")
+
+
+def test_a_lambda_context_with_time_to_spare_changes_nothing(consul, s3, bucket):
+    summary = handler({}, LambdaContext(900), env=backup_env(consul, bucket))
+    assert stored_objects(s3, bucket)[0]["Key"] == summary["key"]

@@ -29,6 +29,11 @@ from .telemetry import emit, run_record
 from .token_source import resolve_token
 from .verify import SnapshotMeta, TeeReader, verify_archive
 
+# Stop this long before Lambda would kill the run, so that there is time to
+# abort the upload and to log the failure: a killed run leaves an open upload
+# (lifecycle removes it a day later) and no log line.
+DEADLINE_MARGIN_SECONDS = 20.0
+
 _AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=8)
 
 
@@ -47,8 +52,26 @@ def aws_client(service: str) -> Any:
     )
 
 
-def consul_client_for(settings: BackupSettings, env: Mapping[str, str]) -> ConsulClient:
+class DeadlineError(TimeoutError):
+    """The invocation is about to run out of time."""
+
+
+def deadline_from(context: Any) -> float | None:
+    """A monotonic deadline from the Lambda context, or None when run elsewhere."""
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining_ms is None:
+        return None
+    return time.monotonic() + remaining_ms() / 1000 - DEADLINE_MARGIN_SECONDS
+
+
+def consul_client_for(
+    settings: BackupSettings, env: Mapping[str, str], deadline: float | None = None
+) -> ConsulClient:
     token = resolve_token(env, settings.token_secret_arn, lambda: aws_client("secretsmanager"))
+    read_timeout = settings.read_timeout
+    if deadline is not None:
+        # Waiting for the first byte must not outlast the invocation either.
+        read_timeout = max(1.0, min(read_timeout, deadline - time.monotonic()))
     return ConsulClient(
         ConsulSettings(
             address=settings.consul_address,
@@ -57,7 +80,7 @@ def consul_client_for(settings: BackupSettings, env: Mapping[str, str]) -> Consu
             stale=settings.stale,
             ca_cert_file=settings.ca_cert_file,
             ca_cert_pem=settings.ca_cert_pem,
-            read_timeout=settings.read_timeout,
+            read_timeout=read_timeout,
             retry_delays=retry_delays(settings.retries),
         )
     )
@@ -75,8 +98,12 @@ def _snapshot_metadata(settings: BackupSettings, snapshot: SnapshotStream) -> di
     return metadata
 
 
-def run_backup(settings: BackupSettings, consul: ConsulClient, s3: Any) -> dict[str, Any]:
+def run_backup(
+    settings: BackupSettings, consul: ConsulClient, s3: Any, deadline: float | None = None
+) -> dict[str, Any]:
     """Take one snapshot and store it; returns the summary of what was stored."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise DeadlineError("no time left in this invocation to take a snapshot")
     snapshot = consul.open_snapshot()
     taken_at = datetime.now(UTC)
     key = snapshot_key(settings.prefix, settings.cluster_name, taken_at, snapshot.consul_index)
@@ -86,6 +113,11 @@ def run_backup(settings: BackupSettings, consul: ConsulClient, s3: Any) -> dict[
     archive_digest = hashlib.sha256()
 
     def store(data: bytes) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlineError(
+                f"the invocation is about to time out after {upload.size} bytes: "
+                "raise the function's timeout or memory"
+            )
         archive_digest.update(data)
         upload.write(data)
 
@@ -127,7 +159,9 @@ def handler(event: Any, context: Any, env: Mapping[str, str] | None = None) -> d
     cluster = env.get("CLUSTER_NAME", "") or "unknown"
     try:
         settings = load_settings(env)
-        summary = run_backup(settings, consul_client_for(settings, env), aws_client("s3"))
+        deadline = deadline_from(context)
+        consul = consul_client_for(settings, env, deadline)
+        summary = run_backup(settings, consul, aws_client("s3"), deadline)
     except Exception as exc:
         details = {"error": f"{type(exc).__name__}: {exc}"}
         emit(run_record(cluster, False, time.monotonic() - started, 0, details))

@@ -92,8 +92,9 @@ class SnapshotStream:
         return cast(IO[bytes], self.response)
 
     def close(self) -> None:
-        self.response.release_conn()
+        # Closed first: a half-read connection must never go back to the pool.
         self.response.close()
+        self.response.release_conn()
 
 
 def _build_pool(settings: ConsulSettings) -> urllib3.PoolManager:

@@ -60,14 +60,20 @@ class ArchiveReport:
 
 
 class TeeReader:
-    """A read-only file object that hands every byte it reads to ``sink`` too."""
+    """A read-only file object that hands every byte it reads to ``sink`` too.
+
+    Where the source can return what has arrived so far (``read1``), it does:
+    a slow stream then reaches the sink in small steps instead of stalling
+    until a whole block has come, so the sink sees progress as it happens.
+    """
 
     def __init__(self, source: IO[bytes] | Any, sink: Callable[[bytes], None]) -> None:
         self._source = source
+        self._read = getattr(source, "read1", None) or source.read
         self._sink = sink
 
     def read(self, size: int = -1) -> bytes:
-        data: bytes = self._source.read(size)
+        data: bytes = self._read(size)
         if data:
             self._sink(data)
         return data
