@@ -301,10 +301,14 @@ def test_a_run_about_to_time_out_aborts_and_stores_nothing(
 ):
     # A slow Consul, and a second of usable time: the run stops mid-stream.
     context = LambdaContext(DEADLINE_MARGIN_SECONDS + 1.0)
-    with ConsulDouble(state=state, bytes_per_second=bytes_per_second) as consul:
-        with pytest.raises(DeadlineError) as raised:
-            handler({}, context, env=backup_env(consul, bucket))
-    stopped_after = int(re.search(r"after (\d+) bytes", str(raised.value))[1])
+    with (
+        ConsulDouble(state=state, bytes_per_second=bytes_per_second) as consul,
+        pytest.raises(DeadlineError) as raised,
+    ):
+        handler({}, context, env=backup_env(consul, bucket))
+    found = re.search(r"after (\d+) bytes", str(raised.value))
+    assert found, raised.value
+    stopped_after = int(found[1])
     assert 0 < stopped_after < state.length  # it stopped mid-stream
     assert_nothing_stored(s3, bucket)
     assert run_record(capsys.readouterr().out)["error"].startswith("DeadlineError")
