@@ -25,7 +25,7 @@ from pathlib import Path
 import boto3
 
 from devservers.archive_writer import RaftState, write_archive
-from devservers.moto_server import aws_env, free_port, moto_server
+from devservers.moto_server import aws_env, free_port, moto_server, wait_until_serving
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,21 +51,6 @@ def start_consul_double(archive: Path) -> tuple[subprocess.Popen[bytes], str]:
     )
     address = f"http://127.0.0.1:{port}"
     return process, address
-
-
-def wait_for_consul(address: str) -> None:
-    import urllib3
-
-    http = urllib3.PoolManager(retries=False, timeout=2.0)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            http.request("GET", address + "/v1/status/leader")
-            return
-        except urllib3.exceptions.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def backup_once(endpoint: str, consul: str, bucket: str) -> dict[str, float]:
@@ -115,7 +100,7 @@ def main() -> None:
             size = archive.stat().st_size
             consul, address = start_consul_double(archive)
             try:
-                wait_for_consul(address)
+                wait_until_serving(address, "/v1/status/leader")
                 backups, directs, peaks = [], [], []
                 for n in range(args.repeat):
                     record = backup_once(endpoint, address, bucket)

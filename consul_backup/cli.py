@@ -65,21 +65,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def store_options(command: argparse.ArgumentParser, cluster_required: bool) -> None:
-        command.add_argument(
-            "--bucket",
-            default=_env_default(env, "BACKUP_BUCKET"),
-            help="snapshot bucket (env BACKUP_BUCKET)",
-        )
-        command.add_argument(
-            "--prefix",
-            default=_env_default(env, "BACKUP_PREFIX", DEFAULT_PREFIX),
-            help=f"key prefix (env BACKUP_PREFIX, default {DEFAULT_PREFIX})",
-        )
-        command.add_argument(
-            "--cluster",
-            default=_env_default(env, "CLUSTER_NAME"),
-            required=cluster_required and not env.get("CLUSTER_NAME"),
-            help="cluster name (env CLUSTER_NAME)",
+        _env_option(command, env, "--bucket", "BACKUP_BUCKET", "snapshot bucket")
+        _env_option(command, env, "--prefix", "BACKUP_PREFIX", "key prefix", DEFAULT_PREFIX)
+        _env_option(
+            command, env, "--cluster", "CLUSTER_NAME", "cluster name", required=cluster_required
         )
 
     def snapshot_argument(command: argparse.ArgumentParser) -> None:
@@ -109,10 +98,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 
     backup = commands.add_parser("backup", help="take a backup now")
     store_options(backup, cluster_required=True)
-    backup.add_argument(
+    _env_option(
+        backup,
+        env,
         "--function-name",
-        default=_env_default(env, "BACKUP_FUNCTION_NAME"),
-        help="deployed function to invoke (env BACKUP_FUNCTION_NAME; stack output functionName)",
+        "BACKUP_FUNCTION_NAME",
+        "deployed function to invoke (stack output functionName)",
     )
     backup.add_argument(
         "--local",
@@ -123,28 +114,37 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _env_option(
+    command: argparse.ArgumentParser,
+    env: Mapping[str, str],
+    flag: str,
+    variable: str,
+    help_text: str,
+    fallback: str | None = None,
+    required: bool = False,
+) -> None:
+    """A flag whose default comes from the environment, named in its help."""
+    command.add_argument(
+        flag,
+        default=_env_default(env, variable, fallback),
+        required=required and not env.get(variable),
+        help=f"{help_text} (env {variable}" + (f", default {fallback})" if fallback else ")"),
+    )
+
+
 def consul_options(command: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
-    command.add_argument(
-        "--consul-addr",
-        default=_env_default(env, "CONSUL_HTTP_ADDR"),
-        help="Consul HTTP API (env CONSUL_HTTP_ADDR)",
-    )
-    command.add_argument(
+    _env_option(command, env, "--consul-addr", "CONSUL_HTTP_ADDR", "Consul HTTP API")
+    _env_option(
+        command,
+        env,
         "--token-secret-arn",
-        default=_env_default(env, "CONSUL_TOKEN_SECRET_ARN"),
-        help="Secrets Manager secret holding the token (env CONSUL_TOKEN_SECRET_ARN); "
-        "otherwise env CONSUL_HTTP_TOKEN",
+        "CONSUL_TOKEN_SECRET_ARN",
+        "Secrets Manager secret holding the token; otherwise env CONSUL_HTTP_TOKEN",
     )
-    command.add_argument(
-        "--ca-cert",
-        default=_env_default(env, "CONSUL_CACERT"),
-        help="CA bundle for a privately signed Consul (env CONSUL_CACERT)",
+    _env_option(
+        command, env, "--ca-cert", "CONSUL_CACERT", "CA bundle for a privately signed Consul"
     )
-    command.add_argument(
-        "--datacenter",
-        default=_env_default(env, "CONSUL_DATACENTER"),
-        help="Consul datacenter (env CONSUL_DATACENTER)",
-    )
+    _env_option(command, env, "--datacenter", "CONSUL_DATACENTER", "Consul datacenter")
 
 
 class Cli:

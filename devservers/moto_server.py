@@ -33,16 +33,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until_serving(url: str, seconds: float = 30.0) -> None:
+def wait_until_serving(url: str, path: str = "/moto-api/", seconds: float = 30.0) -> None:
+    """Poll until an HTTP server answers at ``url`` (any status will do)."""
     http = urllib3.PoolManager(retries=False, timeout=2.0)
     deadline = time.monotonic() + seconds
     while True:
         try:
-            http.request("GET", url + "/moto-api/")
+            http.request("GET", url + path)
             return
         except urllib3.exceptions.HTTPError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"moto did not start at {url}") from None
+                raise RuntimeError(f"nothing answered at {url} within {seconds:.0f} s") from None
             time.sleep(0.1)
 
 
