@@ -317,3 +317,15 @@ def test_a_run_about_to_time_out_aborts_and_stores_nothing(
 def test_a_lambda_context_with_time_to_spare_changes_nothing(consul, s3, bucket):
     summary = handler({}, LambdaContext(900), env=backup_env(consul, bucket))
     assert stored_objects(s3, bucket)[0]["Key"] == summary["key"]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CONSUL_HTTP_ADDR"),
+    reason="set CONSUL_HTTP_ADDR (and CONSUL_HTTP_TOKEN) to run against a real Consul",
+)
+def test_round_trip_against_a_real_consul(s3, bucket):
+    env = {**os.environ, "BACKUP_BUCKET": bucket, "CLUSTER_NAME": "real"}
+    summary = handler({}, None, env=env)
+    stored = s3.get_object(Bucket=bucket, Key=summary["key"])["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == summary["sha256"]
+    assert summary["raft_index"] > 0
