@@ -15,6 +15,7 @@ import pytest
 from components.function_code import FUNCTION_ROOT, FUNCTION_SOURCES
 from devservers.pulumi_mocks import (
     ACCOUNT,
+    INVOKES,
     REGION,
     SECRET_SIG,
     ProgramRun,
@@ -429,3 +430,10 @@ def test_shared_bucket_confines_each_cluster_to_its_prefix():
         run.one("aws:secretsmanager/secret:Secret", "two-consul-token").inputs["kmsKeyId"]
         == KMS_KEY
     )
+
+
+def test_an_unmocked_invoke_fails_the_run(monkeypatch):
+    # The harness's own guard: without it a missing answer would be None, silently.
+    monkeypatch.delitem(INVOKES, "aws:index/getRegion:getRegion")
+    with pytest.raises(Exception, match="unmocked invoke aws:index/getRegion:getRegion"):
+        run_program(STACK)

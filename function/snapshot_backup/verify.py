@@ -78,9 +78,6 @@ class TeeReader:
             self._sink(data)
         return data
 
-    def readable(self) -> bool:
-        return True
-
 
 class _LargeReads(io.RawIOBase):
     """Lets a BufferedReader pull large blocks from any ``read(n)`` source.
