@@ -115,7 +115,8 @@ def run_program(config: dict[str, Any], *, preview: bool = False) -> ProgramRun:
     """Run components.program.run() under new mocks and return what it registered."""
     from components.program import run
 
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     mocks = RecordingMocks(preview)
     pulumi.runtime.set_mocks(mocks, project="consul-backup", stack="dev", preview=preview)
     values = config_values(config)
@@ -128,7 +129,13 @@ def run_program(config: dict[str, Any], *, preview: bool = False) -> ProgramRun:
         _backups, outputs = run()
         return pulumi.Output.all(**outputs).apply(exports.update, run_with_unknowns=True)
 
-    program()
+    try:
+        program()
+    except BaseException:
+        # The failure is raised to the caller; the registrations it left pending
+        # are not news, and must not be printed when they are collected later.
+        loop.set_exception_handler(lambda _loop, _context: None)
+        raise
     duplicates = [
         key for key, n in Counter((r.type, r.name) for r in mocks.resources).items() if n > 1
     ]
