@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from handler import handler
 from snapshot_backup.backup import DEADLINE_MARGIN_SECONDS, DeadlineError
 from snapshot_backup.consul import ConsulError
 from snapshot_backup.keys import snapshot_key
-from snapshot_backup.s3_upload import MIN_PART_BYTES
+from snapshot_backup.s3_upload import MIN_PART_BYTES, UploadError
 from snapshot_backup.settings import SettingsError
 from snapshot_backup.verify import ArchiveError
 from tests.conftest import assert_nothing_stored, stored_objects
@@ -329,3 +330,35 @@ def test_round_trip_against_a_real_consul(s3, bucket):
     stored = s3.get_object(Bucket=bucket, Key=summary["key"])["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == summary["sha256"]
     assert summary["raft_index"] > 0
+
+
+def test_an_upload_that_vanishes_mid_stream_raises_and_stores_nothing(s3, bucket, capsys):
+    # S3 loses the multipart upload while parts are still coming: every later
+    # call fails, and the run must fail loudly, leaving nothing behind.
+    stop = threading.Event()
+
+    def abort_it_when_it_appears() -> None:
+        while not stop.is_set():
+            for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+                s3.abort_multipart_upload(
+                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+                return
+            time.sleep(0.02)
+
+    saboteur = threading.Thread(target=abort_it_when_it_appears)
+    saboteur.start()
+    try:
+        with (
+            ConsulDouble(state=MULTIPART_STATE, bytes_per_second=16 << 20) as consul,
+            pytest.raises((UploadError, ClientError)),
+        ):
+            handler({}, None, env=backup_env(consul, bucket))
+    finally:
+        stop.set()
+        saboteur.join()
+    assert_nothing_stored(s3, bucket)
+    record = run_record(capsys.readouterr().out)
+    assert record["outcome"] == "failure"
+    # The first failure is the one reported; the failed clean-up is noted with it.
+    assert "failed" in record["error"] and "aborting the upload failed too" in record["error"]

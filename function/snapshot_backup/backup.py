@@ -133,8 +133,14 @@ def run_backup(
         # Known only now; S3 takes it when the object is a single PutObject.
         upload.metadata["sha256"] = sha256
         stored = upload.commit(archive_digest.digest())
-    except BaseException:
-        upload.abort()
+    except BaseException as failure:
+        try:
+            upload.abort()
+        except Exception as cleanup:  # keep the original error the one raised
+            failure.add_note(
+                f"aborting the upload failed too ({cleanup}); "
+                "the bucket's lifecycle rule removes incomplete uploads after a day"
+            )
         raise
     finally:
         snapshot.close()
@@ -163,7 +169,8 @@ def handler(event: Any, context: Any, env: Mapping[str, str] | None = None) -> d
         consul = consul_client_for(settings, env, deadline)
         summary = run_backup(settings, consul, aws_client("s3"), deadline)
     except Exception as exc:
-        details = {"error": f"{type(exc).__name__}: {exc}"}
+        notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))
+        details = {"error": f"{type(exc).__name__}: {exc}{notes}"}
         emit(run_record(cluster, False, time.monotonic() - started, 0, details))
         raise
     emit(run_record(cluster, True, time.monotonic() - started, summary["bytes"], summary))

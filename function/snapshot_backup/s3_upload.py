@@ -74,6 +74,7 @@ class StreamingUpload:
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
+        self._checked = 0  # parts before this one finished and succeeded
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
 
@@ -112,9 +113,13 @@ class StreamingUpload:
         assert self._pool is not None
         if len(self._parts) >= MAX_PARTS:
             raise UploadError(f"snapshot needs more than {MAX_PARTS} parts")
-        failed = next((f for f in self._parts if f.done() and f.exception()), None)
-        if failed is not None:  # surface a failed part now, not at commit
-            raise UploadError(f"uploading a part failed: {failed.exception()}")
+        # Surface a failed part now, not at commit; each finished part is looked
+        # at once, so this stays cheap at thousands of parts.
+        while self._checked < len(self._parts) and self._parts[self._checked].done():
+            failure = self._parts[self._checked].exception()
+            if failure is not None:
+                raise UploadError(f"uploading part {self._checked + 1} failed: {failure}")
+            self._checked += 1
         number = len(self._parts) + 1
         self._parts.append(self._pool.submit(self._upload_part, number, body))
 
