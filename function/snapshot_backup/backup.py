@@ -136,7 +136,7 @@ def run_backup(
     except BaseException as failure:
         try:
             upload.abort()
-        except Exception as cleanup:  # keep the original error the one raised
+        except Exception as cleanup:  # noqa: BLE001 - the original error is the one raised
             failure.add_note(
                 f"aborting the upload failed too ({cleanup}); "
                 "the bucket's lifecycle rule removes incomplete uploads after a day"
