@@ -185,10 +185,12 @@ class _ChunkedWriter(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
-        data = bytes(data)
-        if data:
-            self._wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        return len(data)
+        size = len(data)
+        if size:  # three writes rather than one copy of the chunk
+            self._wfile.write(b"%x\r\n" % size)
+            self._wfile.write(data)
+            self._wfile.write(b"\r\n")
+        return size
 
     def finish(self) -> None:
         self._wfile.write(b"0\r\n\r\n")
