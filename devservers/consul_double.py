@@ -24,8 +24,6 @@ import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -469,15 +467,6 @@ def _read_archive(body: bytes) -> RaftState:
             raise ValueError(f'hash check failed for "{name}"')
     meta = json.loads(members["meta.json"])
     return RaftState(index=int(meta["Index"]), term=int(meta["Term"]), data=members["state.bin"])
-
-
-@contextmanager
-def running(double: ConsulDouble) -> Iterator[ConsulDouble]:
-    double.start()
-    try:
-        yield double
-    finally:
-        double.stop()
 
 
 def main() -> None:

@@ -105,12 +105,5 @@ def main() -> None:
     print(_encrypt(key, sys.stdin.read().strip()))
 
 
-def new_encryption_salt(passphrase: str) -> tuple[str, bytes]:
-    """A fresh ``encryptionsalt`` value and its key, as ``pulumi stack init`` makes."""
-    salt = os.urandom(8)
-    key = _key(passphrase, salt)
-    return f"v1:{base64.b64encode(salt).decode()}:{_encrypt(key, SENTINEL)}", key
-
-
 if __name__ == "__main__":
     main()
