@@ -239,7 +239,9 @@ def test_every_fault_raises_and_stores_nothing(fault, s3, bucket, capsys):
     assert record["error"]
 
 
-def test_an_s3_error_raises_and_leaves_nothing(consul, s3):
+def test_a_missing_bucket_is_an_error_for_small_and_multipart_snapshots(consul, s3):
+    # Nothing can be left in a bucket that does not exist; the S3 failure that
+    # strikes mid-upload, and its clean-up, is the vanished-upload test below.
     with pytest.raises(ClientError, match="NoSuchBucket"):
         handler({}, None, env=backup_env(consul, "no-such-bucket-here"))
     with (
