@@ -18,6 +18,7 @@ FUNCTION_SOURCES = (
     "snapshot_backup/__init__.py",
     "snapshot_backup/backup.py",
     "snapshot_backup/consul.py",
+    "snapshot_backup/gunzip.py",
     "snapshot_backup/keys.py",
     "snapshot_backup/s3_upload.py",
     "snapshot_backup/settings.py",

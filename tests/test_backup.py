@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,15 +108,15 @@ def test_multipart_round_trip_is_byte_identical(s3, bucket):
     assert summary["sha256"] == served.sha256
     assert stored["Metadata"]["raft-index"] == "90210"
     assert stored["Metadata"]["raft-term"] == "7"
-    # A composite checksum: S3 checked every part against the SHA-256 sent with it.
+    # A composite checksum: S3 checked every part against the CRC-32 sent with it.
     head = s3.head_object(Bucket=bucket, Key=summary["key"], ChecksumMode="ENABLED")
     assert served.body is not None
-    part_digests = b"".join(
-        hashlib.sha256(served.body[start : start + MIN_PART_BYTES]).digest()
+    part_crcs = b"".join(
+        zlib.crc32(served.body[start : start + MIN_PART_BYTES]).to_bytes(4, "big")
         for start in range(0, len(served.body), MIN_PART_BYTES)
     )
-    composite = base64.b64encode(hashlib.sha256(part_digests).digest()).decode()
-    assert head["ChecksumSHA256"].split("-")[0] == composite
+    composite = base64.b64encode(zlib.crc32(part_crcs).to_bytes(4, "big")).decode()
+    assert head["ChecksumCRC32"].split("-")[0] == composite
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 

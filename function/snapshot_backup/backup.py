@@ -9,7 +9,6 @@ that Lambda counts an error and the alarms fire.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -110,7 +109,6 @@ def run_backup(
     upload = StreamingUpload(
         s3=s3, bucket=settings.bucket, key=key, metadata=_snapshot_metadata(settings, snapshot)
     )
-    archive_digest = hashlib.sha256()
 
     def store(data: bytes) -> None:
         if deadline is not None and time.monotonic() > deadline:
@@ -118,7 +116,6 @@ def run_backup(
                 f"the invocation is about to time out after {upload.size} bytes: "
                 "raise the function's timeout or memory"
             )
-        archive_digest.update(data)
         upload.write(data)
 
     def record_meta(meta: SnapshotMeta) -> None:
@@ -129,10 +126,7 @@ def run_backup(
             report = verify_archive(TeeReader(snapshot.archive, store), on_meta=record_meta)
         except urllib3.exceptions.HTTPError as exc:
             raise ConsulError(f"the snapshot stream from Consul broke off: {exc}") from exc
-        sha256 = archive_digest.hexdigest()
-        # Known only now; S3 takes it when the object is a single PutObject.
-        upload.metadata["sha256"] = sha256
-        stored = upload.commit(archive_digest.digest())
+        stored = upload.commit()
     except BaseException as failure:
         try:
             upload.abort()
@@ -150,7 +144,7 @@ def run_backup(
         "key": stored.key,
         "version_id": stored.version_id,
         "bytes": stored.size,
-        "sha256": sha256,
+        "sha256": stored.sha256,
         "raft_index": report.meta.index,
         "raft_term": report.meta.term,
         "consul_index": snapshot.consul_index,

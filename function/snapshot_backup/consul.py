@@ -8,7 +8,6 @@ client never trusts a snapshot: callers must verify what they read.
 
 from __future__ import annotations
 
-import gzip
 import random
 import ssl
 import time
@@ -18,6 +17,8 @@ from typing import IO, Any, Protocol, cast
 from urllib.parse import quote, urlsplit
 
 import urllib3
+
+from .gunzip import GunzipReader
 
 SNAPSHOT_PATH = "/v1/snapshot"
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -88,7 +89,7 @@ class SnapshotStream:
     def archive(self) -> IO[bytes]:
         """The archive bytes, with any transfer gzip the agent added taken off."""
         if self.response.headers.get("Content-Encoding", "").lower() == "gzip":
-            return cast(IO[bytes], gzip.GzipFile(fileobj=self.response, mode="rb"))
+            return cast(IO[bytes], GunzipReader(self.response))
         return cast(IO[bytes], self.response)
 
     def close(self) -> None:
