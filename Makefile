@@ -1,5 +1,6 @@
 # Every target bootstraps .venv (and node_modules) from pinned files on a clean clone.
-PYTHON ?= python3
+# Python 3.13, as the function's Lambda runtime, where the machine has it.
+PYTHON ?= $(shell tools/find-python)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -8,7 +9,7 @@ WORKFLOWS ?= .github/workflows
 .PHONY: venv demo test lint lint-python lint-workflows typecheck unit bench clean
 
 $(STAMP): requirements.txt pyproject.toml package.json package-lock.json
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
 	$(BIN)/python -m pip install --quiet --requirement requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --editable .
