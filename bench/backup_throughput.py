@@ -7,7 +7,7 @@ Prints, against one moto server on 127.0.0.1:
 - the backup's peak RSS at 256 MiB and 1 GiB (target: at most 128 MiB at 1 GiB,
   the smallest Lambda size).
 
-Usage: python -m bench.backup_throughput [--sizes-mib 256 1024] [--repeat 3]
+Usage: python -m bench.backup_throughput [--sizes-mib 256 1024] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -53,7 +54,7 @@ def start_consul_double(archive: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, address
 
 
-def backup_once(endpoint: str, consul: str, bucket: str) -> dict[str, float]:
+def backup_once(endpoint: str, consul: str, bucket: str) -> dict[str, Any]:
     env = {
         **os.environ,
         **aws_env(endpoint),
@@ -70,20 +71,37 @@ def backup_once(endpoint: str, consul: str, bucket: str) -> dict[str, float]:
         capture_output=True,
         text=True,
     ).stdout
-    record: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    record: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     return record
 
 
-def direct_upload_once(s3: object, archive: Path, bucket: str, n: int) -> float:
+def direct_upload_once(s3: Any, archive: Path, bucket: str, n: int) -> float:
+    key = f"direct/{archive.name}-{n}"
     started = time.perf_counter()
-    s3.upload_file(str(archive), bucket, f"direct/{archive.name}-{n}")  # type: ignore[attr-defined]
-    return time.perf_counter() - started
+    s3.upload_file(str(archive), bucket, key)
+    seconds = time.perf_counter() - started
+    s3.delete_object(Bucket=bucket, Key=key)
+    return seconds
+
+
+def measure_pair(
+    s3: Any, endpoint: str, consul: str, archive: Path, bucket: str, n: int
+) -> tuple[dict[str, float], float]:
+    """One backup and one direct upload, in alternating order from pair to pair."""
+    direct = direct_upload_once(s3, archive, bucket, n) if n % 2 else None
+    record = backup_once(endpoint, consul, bucket)
+    assert record["bytes"] == archive.stat().st_size, "the backup must store the whole archive"
+    # Every run starts from the same (empty) bucket: moto keeps what it stores.
+    s3.delete_object(Bucket=bucket, Key=record["key"])
+    if direct is None:
+        direct = direct_upload_once(s3, archive, bucket, n)
+    return record, direct
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes-mib", type=int, nargs="+", default=[256, 1024])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
     with (
@@ -103,18 +121,19 @@ def main() -> None:
                 wait_until_serving(address, "/v1/status/leader")
                 backups, directs, peaks = [], [], []
                 for n in range(args.repeat):
-                    record = backup_once(endpoint, address, bucket)
-                    assert record["bytes"] == size, "the backup must store the whole archive"
+                    record, direct = measure_pair(s3, endpoint, address, archive, bucket, n)
                     backups.append(record["seconds"])
                     peaks.append(record["peak_rss_mib"])
-                    directs.append(direct_upload_once(s3, archive, bucket, n))
+                    directs.append(direct)
             finally:
                 consul.terminate()
                 consul.wait()
             backup_s, direct_s = statistics.median(backups), statistics.median(directs)
+            pair_ratios = sorted(b / d for b, d in zip(backups, directs, strict=True))
             print(
                 f"{mib:>5} MiB archive ({size / 2**20:.0f} MiB): backup {backup_s:.2f} s, "
-                f"direct boto3 upload {direct_s:.2f} s, ratio {backup_s / direct_s:.2f}x, "
+                f"direct boto3 upload {direct_s:.2f} s, ratio {backup_s / direct_s:.2f}x "
+                f"(pairs {pair_ratios[0]:.2f}x to {pair_ratios[-1]:.2f}x), "
                 f"backup peak RSS {max(peaks):.0f} MiB"
             )
             archive.unlink()

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from devservers.archive_writer import ArchiveDefects, RaftState
+from devservers.archive_writer import ArchiveDefects, RaftState, write_archive
 from devservers.consul_double import ConsulDouble, MidStreamFault
 from devservers.tls import make_private_ca
 from handler import handler
@@ -173,6 +173,26 @@ def test_tls_to_a_privately_signed_consul(s3, bucket, tmp_path):
         with pytest.raises(ConsulError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
             handler({}, None, env=backup_env(consul, bucket))
     assert len(stored_objects(s3, bucket)) == 1
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_an_archive_file_streamed_by_sendfile_round_trips(s3, bucket, tmp_path, tls):
+    # The benchmark's double serves a file with sendfile(2), bypassing Python.
+    archive = tmp_path / "snapshot.snap"
+    with archive.open("wb") as out:
+        write_archive(out, MULTIPART_STATE)
+    ca = make_private_ca() if tls else None
+    double = ConsulDouble(
+        archive_file=archive,
+        record_served=False,
+        tls=ca.server_context() if ca else None,
+    )
+    extra = {"CONSUL_CACERT_PEM": ca.ca_pem} if ca else {}
+    with double as consul:
+        summary = handler({}, None, env=backup_env(consul, bucket, **extra))
+    stored = s3.get_object(Bucket=bucket, Key=summary["key"])["Body"].read()
+    assert stored == archive.read_bytes()
+    assert summary["parts"] >= 3
 
 
 def test_the_stored_archive_is_not_gzipped_twice(consul, s3, bucket):
