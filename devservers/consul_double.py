@@ -13,6 +13,7 @@ Run ``python -m devservers.consul_double --port 8500`` to serve one by hand.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import hashlib
 import io
@@ -47,11 +48,15 @@ class MidStreamFault:
     after_bytes: int
     # "truncate": Consul's own failure, 200 + cut gzip + error text, well terminated.
     # "reset": the TCP connection is reset, the chunked body never ends.
+    # "stall": nothing more is sent, the connection stays open until the client
+    # goes away (a server stuck mid-snapshot).
     kind: str = "truncate"
     message: str = "failed to stream snapshot: read tcp 127.0.0.1:8300: i/o timeout"
 
 
 RECORD_LIMIT = 64 << 20
+# A stalled stream ends by itself after this long, should its client never leave.
+STALL_LIMIT_SECONDS = 120.0
 
 
 @dataclass
@@ -240,18 +245,26 @@ class _CutError(Exception):
 
 
 class _CuttingWriter(io.RawIOBase):
-    """Passes bytes on until ``limit`` bytes went through, then stops the writer."""
+    """Passes bytes on until ``limit`` bytes went through, then stops the writer.
+
+    The cut is raised once; whatever is written after it (a GzipFile flushing
+    as the error unwinds through it) is dropped, so that writer closes cleanly.
+    """
 
     def __init__(self, inner: Any, limit: int) -> None:
         self._inner = inner
         self._left = limit
+        self._cut = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
+        if self._cut:
+            return len(data)
         data = bytes(data)
         if len(data) >= self._left:
+            self._cut = True
             self._inner.write(data[: self._left])
             self._left = 0
             raise _CutError()
@@ -376,7 +389,7 @@ class _SnapshotHandler(BaseHTTPRequestHandler):
         if double.bytes_per_second:
             target = _ThrottledWriter(target, double.bytes_per_second)
         if double.fault is not None:
-            target = _CuttingWriter(chunked, double.fault.after_bytes)
+            target = _CuttingWriter(target, double.fault.after_bytes)
         outer = gzip.GzipFile(fileobj=target, mode="wb", compresslevel=1) if double_gzip else None
         inner = outer if outer is not None else target
         recorder = _RecordingWriter(inner) if double.record_served else None
@@ -388,6 +401,9 @@ class _SnapshotHandler(BaseHTTPRequestHandler):
             assert double.fault is not None
             if double.fault.kind == "reset":
                 self._reset_connection()
+                return
+            if double.fault.kind == "stall":
+                self._stall_until_the_client_leaves()
                 return
             # Consul appends the error to the body it already started as a 200.
             chunked.write(double.fault.message.encode())
@@ -409,6 +425,14 @@ class _SnapshotHandler(BaseHTTPRequestHandler):
                     sink.write(chunk)
         else:
             write_archive(sink, double.state, double.defects)
+
+    def _stall_until_the_client_leaves(self) -> None:
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.settimeout(STALL_LIMIT_SECONDS)
+        with contextlib.suppress(OSError):
+            while self.connection.recv(1 << 16):
+                pass
 
     def _reset_connection(self) -> None:
         self.wfile.flush()

@@ -338,6 +338,21 @@ def test_a_run_about_to_time_out_aborts_and_stores_nothing(
     assert run_record(capsys.readouterr().out)["error"].startswith("DeadlineError")
 
 
+def test_a_stream_that_stalls_near_the_deadline_is_cut_at_the_deadline(s3, bucket, capsys):
+    # Consul sends for a second, then stops; the read timeout (2 s, as long as
+    # the invocation has left when it starts) would end the wait only a second
+    # after the deadline, too late to abort and log before Lambda kills the run.
+    context = LambdaContext(DEADLINE_MARGIN_SECONDS + 2.0)
+    stall = MidStreamFault(after_bytes=1 << 20, kind="stall")
+    with (
+        ConsulDouble(state=MULTIPART_STATE, bytes_per_second=1 << 20, fault=stall) as consul,
+        pytest.raises(DeadlineError, match="Consul stopped sending the snapshot"),
+    ):
+        handler({}, context, env=backup_env(consul, bucket))
+    assert_nothing_stored(s3, bucket)
+    assert run_record(capsys.readouterr().out)["error"].startswith("DeadlineError")
+
+
 def test_a_lambda_context_with_time_to_spare_changes_nothing(consul, s3, bucket):
     summary = handler({}, LambdaContext(900), env=backup_env(consul, bucket))
     assert stored_objects(s3, bucket)[0]["Key"] == summary["key"]

@@ -10,6 +10,7 @@ that Lambda counts an error and the alarms fire.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -55,6 +56,32 @@ class DeadlineError(TimeoutError):
     """The invocation is about to run out of time."""
 
 
+class StallGuard:
+    """At the deadline, unblocks a read still waiting on a stalled snapshot stream.
+
+    Every byte that arrives is checked against the deadline, but a stream that
+    stops sending would hold the read for the whole read timeout, past the
+    deadline: Lambda would then kill the run before it aborts and logs.
+    """
+
+    def __init__(self, deadline: float | None, snapshot: SnapshotStream) -> None:
+        self.fired = False
+        self._timer: threading.Timer | None = None
+        if deadline is not None:
+            delay = max(0.0, deadline - time.monotonic())
+            self._timer = threading.Timer(delay, self._fire, args=(snapshot,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self, snapshot: SnapshotStream) -> None:
+        self.fired = True
+        snapshot.interrupt()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 def deadline_from(context: Any) -> float | None:
     """A monotonic deadline from the Lambda context, or None when run elsewhere."""
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
@@ -97,6 +124,14 @@ def _snapshot_metadata(settings: BackupSettings, snapshot: SnapshotStream) -> di
     return metadata
 
 
+def _deadline_error(size: int, why: str) -> DeadlineError:
+    return DeadlineError(f"the invocation is about to time out after {size} bytes: {why}")
+
+
+_TOO_SLOW = "raise the function's timeout or memory"
+_STALLED = "Consul stopped sending the snapshot"
+
+
 def run_backup(
     settings: BackupSettings, consul: ConsulClient, s3: Any, deadline: float | None = None
 ) -> dict[str, Any]:
@@ -112,20 +147,22 @@ def run_backup(
 
     def store(data: bytes) -> None:
         if deadline is not None and time.monotonic() > deadline:
-            raise DeadlineError(
-                f"the invocation is about to time out after {upload.size} bytes: "
-                "raise the function's timeout or memory"
-            )
+            raise _deadline_error(upload.size, _TOO_SLOW)
         upload.write(data)
 
     def record_meta(meta: SnapshotMeta) -> None:
         upload.metadata.update({"raft-index": str(meta.index), "raft-term": str(meta.term)})
 
+    guard = StallGuard(deadline, snapshot)
     try:
         try:
             report = verify_archive(TeeReader(snapshot.archive, store), on_meta=record_meta)
         except urllib3.exceptions.HTTPError as exc:
             raise ConsulError(f"the snapshot stream from Consul broke off: {exc}") from exc
+        finally:
+            guard.cancel()  # the stream is read; S3's part is timed by botocore
+        if guard.fired:  # verified, but only just before the deadline
+            raise _deadline_error(upload.size, _TOO_SLOW)
         stored = upload.commit()
     except BaseException as failure:
         try:
@@ -135,6 +172,8 @@ def run_backup(
                 f"aborting the upload failed too ({cleanup}); "
                 "the bucket's lifecycle rule removes incomplete uploads after a day"
             )
+        if guard.fired and not isinstance(failure, DeadlineError):
+            raise _deadline_error(upload.size, _STALLED) from failure
         raise
     finally:
         snapshot.close()

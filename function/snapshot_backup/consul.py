@@ -9,6 +9,7 @@ client never trusts a snapshot: callers must verify what they read.
 from __future__ import annotations
 
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -91,6 +92,24 @@ class SnapshotStream:
         if self.response.headers.get("Content-Encoding", "").lower() == "gzip":
             return cast(IO[bytes], GunzipReader(self.response))
         return cast(IO[bytes], self.response)
+
+    def interrupt(self) -> None:
+        """Make a read that is blocked on this stream, in another thread, return now.
+
+        Closing a socket does not wake a thread blocked in recv(); shutting
+        down its reading side does: the read then sees the stream end.
+        """
+        try:
+            shutdown = getattr(self.response, "shutdown", None)  # urllib3 >= 2.3
+            if shutdown is not None:
+                shutdown()
+                return
+            connection = getattr(self.response, "_connection", None)  # urllib3 1.26
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RD)
+        except (OSError, ValueError):
+            pass  # already closed or released: no read can be waiting on it
 
     def close(self) -> None:
         # Closed first: a half-read connection must never go back to the pool.
