@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,10 @@ class SnapshotNotFoundError(LookupError):
     pass
 
 
+# Digits in each date folder of a key: <cluster>/<yyyy>/<mm>/<dd>/ (see keys.py).
+_DATE_FOLDERS = (4, 2, 2)
+
+
 @dataclass(frozen=True)
 class StoredSnapshot:
     key: str
@@ -20,6 +25,10 @@ class StoredSnapshot:
     taken_at: datetime
     raft_index: int
     size: int
+
+
+def _newest_first(snapshot: StoredSnapshot) -> tuple[datetime, int, str]:
+    return (snapshot.taken_at, snapshot.raft_index, snapshot.key)
 
 
 @dataclass
@@ -31,6 +40,47 @@ class SnapshotStore:
     def list(self, cluster: str | None = None) -> list[StoredSnapshot]:
         """Every snapshot this tool wrote under the prefix, newest first."""
         prefix = cluster_prefix(self.prefix, cluster) if cluster else normalize_prefix(self.prefix)
+        found = self._snapshots_under(prefix, cluster)
+        found.sort(key=_newest_first, reverse=True)
+        return found
+
+    def latest(self, cluster: str) -> StoredSnapshot | None:
+        """The newest snapshot of ``cluster``.
+
+        Walks the ``yyyy/mm/dd`` folders newest first instead of listing every
+        key, so it takes a handful of small listings however long the bucket
+        keeps snapshots; a folder with no snapshot in it sends the walk back to
+        the next older one.
+        """
+        return self._newest_under(cluster_prefix(self.prefix, cluster), _DATE_FOLDERS, cluster)
+
+    def _newest_under(
+        self, prefix: str, folders: tuple[int, ...], cluster: str
+    ) -> StoredSnapshot | None:
+        if not folders:
+            found = self._snapshots_under(prefix, cluster)
+            return max(found, key=_newest_first) if found else None
+        width, deeper = folders[0], folders[1:]
+        for folder in sorted(self._folders_under(prefix, width), reverse=True):
+            newest = self._newest_under(folder, deeper, cluster)
+            if newest is not None:
+                return newest
+        return None
+
+    # ``list`` is a method of this class: annotations name the builtin in full.
+    def _folders_under(self, prefix: str, width: int) -> builtins.list[str]:
+        """The ``width``-digit folders right under ``prefix``: years, months or days."""
+        folders = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+        ):
+            for common in page.get("CommonPrefixes", []):
+                name = common["Prefix"][len(prefix) : -1]
+                if len(name) == width and name.isdigit():
+                    folders.append(common["Prefix"])
+        return folders
+
+    def _snapshots_under(self, prefix: str, cluster: str | None) -> builtins.list[StoredSnapshot]:
         found = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=prefix
@@ -48,19 +98,18 @@ class SnapshotStore:
                         item["Size"],
                     )
                 )
-        found.sort(key=lambda s: (s.taken_at, s.raft_index, s.key), reverse=True)
         return found
 
     def resolve(self, cluster: str, reference: str) -> str:
         """``latest`` or a key, checked to exist and to belong to ``cluster``."""
         if reference == "latest":
-            snapshots = self.list(cluster)
-            if not snapshots:
+            newest = self.latest(cluster)
+            if newest is None:
                 raise SnapshotNotFoundError(
                     f"no snapshot of cluster {cluster!r} in s3://{self.bucket}/"
                     f"{cluster_prefix(self.prefix, cluster)}"
                 )
-            return snapshots[0].key
+            return newest.key
         if not reference.startswith(cluster_prefix(self.prefix, cluster)):
             raise SnapshotNotFoundError(
                 f"{reference} is not under cluster {cluster!r}'s prefix "
