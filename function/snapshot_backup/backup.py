@@ -77,9 +77,15 @@ class StallGuard:
         self.fired = True
         snapshot.interrupt()
 
-    def cancel(self) -> None:
+    def stop(self) -> bool:
+        """Stop the timer; True when it had already cut the stream.
+
+        Should it fire while this runs, it cuts a stream that was read to its
+        end already, which changes nothing: the answer given here stands.
+        """
         if self._timer is not None:
             self._timer.cancel()
+        return self.fired
 
 
 def deadline_from(context: Any) -> float | None:
@@ -154,14 +160,16 @@ def run_backup(
         upload.metadata.update({"raft-index": str(meta.index), "raft-term": str(meta.term)})
 
     guard = StallGuard(deadline, snapshot)
+    cut_at_deadline = False
     try:
         try:
             report = verify_archive(TeeReader(snapshot.archive, store), on_meta=record_meta)
         except urllib3.exceptions.HTTPError as exc:
             raise ConsulError(f"the snapshot stream from Consul broke off: {exc}") from exc
         finally:
-            guard.cancel()  # the stream is read; S3's part is timed by botocore
-        if guard.fired:  # verified, but only just before the deadline
+            # The stream is read (or failed); S3's calls have botocore's timeouts.
+            cut_at_deadline = guard.stop()
+        if cut_at_deadline:  # verified, but only just as the deadline passed
             raise _deadline_error(upload.size, _TOO_SLOW)
         stored = upload.commit()
     except BaseException as failure:
@@ -172,7 +180,7 @@ def run_backup(
                 f"aborting the upload failed too ({cleanup}); "
                 "the bucket's lifecycle rule removes incomplete uploads after a day"
             )
-        if guard.fired and not isinstance(failure, DeadlineError):
+        if cut_at_deadline and not isinstance(failure, DeadlineError):
             raise _deadline_error(upload.size, _STALLED) from failure
         raise
     finally:
