@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import gzip
+import socket
+import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import requests
+import urllib3
 
-from devservers.consul_double import ConsulDouble
+from devservers.archive_writer import RaftState
+from devservers.consul_double import ConsulDouble, MidStreamFault
 from devservers.moto_server import free_port
 from devservers.tls import make_private_ca
 from snapshot_backup.consul import (
     ConsulClient,
     ConsulError,
     ConsulSettings,
+    SnapshotStream,
     normalize_address,
 )
 from snapshot_backup.verify import verify_archive
@@ -212,3 +218,54 @@ def test_addresses_are_read_like_consuls_cli(given, expected):
 def test_bad_addresses_are_refused(bad):
     with pytest.raises(ValueError):
         normalize_address(bad)
+
+
+def _blocked_read(sock: socket.socket) -> tuple[threading.Thread, list[bytes]]:
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(sock.recv(1024)), daemon=True)
+    reader.start()
+    return reader, got
+
+
+def test_interrupt_wakes_a_read_blocked_on_a_stalled_stream(consul):
+    consul.state = RaftState(index=12, term=2, size=300_000, seed=4)
+    consul.fault = MidStreamFault(after_bytes=4096, kind="stall")
+    client = ConsulClient(ConsulSettings(address=consul.address, token="root-token"))
+    snapshot = client.open_snapshot()
+    received = 0
+    while received < 4096:  # everything sent before the stall
+        chunk = snapshot.archive.read(4096 - received)
+        assert chunk, "the stream ended instead of stalling"
+        received += len(chunk)
+    outcome: list[BaseException | bytes] = []
+
+    def read_on() -> None:
+        try:
+            outcome.append(snapshot.archive.read(4096))
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read_on, daemon=True)
+    reader.start()
+    reader.join(0.5)
+    assert reader.is_alive()  # stalled: the read waits
+    snapshot.interrupt()
+    reader.join(5)
+    assert not reader.is_alive()
+    # The chunked body never finished: the read fails rather than passing as an end.
+    assert isinstance(outcome[0], urllib3.exceptions.ProtocolError), outcome
+    snapshot.close()
+
+
+def test_interrupt_on_urllib3_1_26_shuts_the_connections_socket_down():
+    # urllib3 1.26 (the Lambda runtime may bundle it) has no shutdown(): the
+    # socket of the response's connection is shut down instead.
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        response = SimpleNamespace(_connection=SimpleNamespace(sock=ours))
+        reader, got = _blocked_read(ours)
+        reader.join(0.2)
+        assert reader.is_alive()
+        SnapshotStream(response, 1, True, 0).interrupt()
+        reader.join(5)
+        assert got == [b""]  # the read saw the end of the stream
