@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import socket
 import threading
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -220,11 +221,19 @@ def test_bad_addresses_are_refused(bad):
         normalize_address(bad)
 
 
-def _blocked_read(sock: socket.socket) -> tuple[threading.Thread, list[bytes]]:
-    got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.append(sock.recv(1024)), daemon=True)
+def _read_in_thread(read: Callable[[], bytes]) -> tuple[threading.Thread, list[object]]:
+    """Starts ``read`` on a thread; its bytes, or what it raised, land in the list."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(read())
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the tests check
+            outcome.append(exc)
+
+    reader = threading.Thread(target=run, daemon=True)
     reader.start()
-    return reader, got
+    return reader, outcome
 
 
 def test_interrupt_wakes_a_read_blocked_on_a_stalled_stream(consul):
@@ -237,16 +246,7 @@ def test_interrupt_wakes_a_read_blocked_on_a_stalled_stream(consul):
         chunk = snapshot.archive.read(4096 - received)
         assert chunk, "the stream ended instead of stalling"
         received += len(chunk)
-    outcome: list[BaseException | bytes] = []
-
-    def read_on() -> None:
-        try:
-            outcome.append(snapshot.archive.read(4096))
-        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
-            outcome.append(exc)
-
-    reader = threading.Thread(target=read_on, daemon=True)
-    reader.start()
+    reader, outcome = _read_in_thread(lambda: snapshot.archive.read(4096))
     reader.join(0.5)
     assert reader.is_alive()  # stalled: the read waits
     snapshot.interrupt()
@@ -263,7 +263,7 @@ def test_interrupt_on_urllib3_1_26_shuts_the_connections_socket_down():
     ours, theirs = socket.socketpair()
     with ours, theirs:
         response = SimpleNamespace(_connection=SimpleNamespace(sock=ours))
-        reader, got = _blocked_read(ours)
+        reader, got = _read_in_thread(lambda: ours.recv(1024))
         reader.join(0.2)
         assert reader.is_alive()
         SnapshotStream(response, 1, True, 0).interrupt()
