@@ -1,23 +1,36 @@
-"""Write Consul snapshot archives, in Consul's format, of any size, as a stream.
+"""Write Consul snapshot archives, laid out byte for byte as Consul's writer does, as a stream.
 
 Used by the Consul double to serve snapshots and by the benchmark to prepare one.
-Knobs produce the defective archives a backup tool must refuse.
+The layout comes from ``snapshot_backup.archive_format``, the one definition the
+verifier reads with too. Knobs produce the defective archives a backup tool must
+refuse.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
 import random
-import tarfile
 import time
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
-STANDARD_ORDER = ("meta.json", "state.bin", "SHA256SUMS")
+from snapshot_backup.archive_format import (
+    END_OF_ARCHIVE,
+    HASHED_MEMBERS,
+    MEMBERS,
+    META_MEMBER,
+    STATE_MEMBER,
+    SUMS_MEMBER,
+    member_header,
+    padding_bytes,
+)
+from snapshot_backup.gunzip import GZIP_WBITS
+
+STANDARD_ORDER = MEMBERS
 CHUNK = 1 << 20
 
 
@@ -79,30 +92,6 @@ def meta_json(state: RaftState) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
 
 
-class _ChunkReader(io.RawIOBase):
-    """A file object over an iterator of chunks, hashing what it hands out."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = b""
-        self.digest = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self.digest.update(self._pending[:n])
-        self._pending = self._pending[n:]
-        return n
-
-
 @dataclass(frozen=True)
 class ArchiveDefects:
     """Ways to make an archive that Consul itself would refuse."""
@@ -114,54 +103,80 @@ class ArchiveDefects:
     order: Sequence[str] = STANDARD_ORDER
 
 
-def _tarinfo(name: str, size: int, mtime: float) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = 0o600
-    info.mtime = int(mtime)
-    return info
+class _GzipSink:
+    """Compresses what is written to it into ``out`` as one gzip member, as Consul does."""
+
+    def __init__(self, out: IO[bytes] | Any, compresslevel: int) -> None:
+        self._out = out
+        self._deflate = zlib.compressobj(compresslevel, zlib.DEFLATED, GZIP_WBITS)
+
+    def write(self, data: bytes) -> None:
+        if packed := self._deflate.compress(data):
+            self._out.write(packed)
+
+    def close(self) -> None:
+        self._out.write(self._deflate.flush())
 
 
 def write_archive(
-    out: IO[bytes],
+    out: IO[bytes] | Any,
     state: RaftState,
     defects: ArchiveDefects | None = None,
     compresslevel: int = 1,
 ) -> None:
-    """Write the gzip'd tar of ``state`` to ``out`` without buffering ``state``."""
+    """Write the archive of ``state`` to ``out`` as Consul's writer lays it out.
+
+    USTAR headers for regular files, each member's data padded to 512 bytes,
+    two zero blocks, nothing after; ``state`` streams through without being
+    held in memory. ``compresslevel`` trades size for speed: any level is an
+    archive Consul reads (Consul itself uses Go's default).
+    """
     defects = defects or ArchiveDefects()
     meta = meta_json(state)
-    now = time.time()
-    hashes = {"meta.json": hashlib.sha256(meta).hexdigest()}
-    sums_first = defects.order.index("SHA256SUMS") < defects.order.index("state.bin")
-    if sums_first:  # the hash must be known before state.bin streams
-        hashes["state.bin"] = state.sha256()
-    with (
-        gzip.GzipFile(fileobj=out, mode="wb", compresslevel=compresslevel, mtime=0) as gz,
-        tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        for name in defects.order:
-            if name == defects.omit_member:
-                if name == "state.bin" and "state.bin" not in hashes:
-                    hashes["state.bin"] = state.sha256()
-                continue
-            if name == "meta.json":
-                tar.addfile(_tarinfo(name, len(meta), now), io.BytesIO(meta))
-            elif name == "state.bin":
-                reader = _ChunkReader(state.chunks())
-                tar.addfile(_tarinfo(name, state.length, now), reader)
-                hashes["state.bin"] = reader.digest.hexdigest()
-            elif name == "SHA256SUMS":
-                sums = _sums(hashes, defects)
-                tar.addfile(_tarinfo(name, len(sums), now), io.BytesIO(sums))
-        if defects.extra_member:
-            extra = b"not part of a snapshot\n"
-            tar.addfile(_tarinfo(defects.extra_member, len(extra), now), io.BytesIO(extra))
+    mtime = int(time.time())
+    hashes = {META_MEMBER: hashlib.sha256(meta).hexdigest()}
+    if defects.order.index(SUMS_MEMBER) < defects.order.index(STATE_MEMBER) or (
+        defects.omit_member == STATE_MEMBER
+    ):  # the hash must be known before state.bin streams, or without it
+        hashes[STATE_MEMBER] = state.sha256()
+    gz = _GzipSink(out, compresslevel)
+    members = [name for name in defects.order if name != defects.omit_member]
+    for name in members:
+        if name == META_MEMBER:
+            _write_member(gz, name, mtime, len(meta), [meta])
+        elif name == STATE_MEMBER:
+            digest = hashlib.sha256()
+            _write_member(gz, name, mtime, state.length, _hashing(state.chunks(), digest))
+            hashes[STATE_MEMBER] = digest.hexdigest()
+        elif name == SUMS_MEMBER:
+            sums = _sums(hashes, defects)
+            _write_member(gz, name, mtime, len(sums), [sums])
+    if defects.extra_member:
+        extra = b"not part of a snapshot\n"
+        _write_member(gz, defects.extra_member, mtime, len(extra), [extra])
+    gz.write(END_OF_ARCHIVE)
+    gz.close()
+
+
+def _write_member(gz: _GzipSink, name: str, mtime: int, size: int, chunks: Iterable[bytes]) -> None:
+    gz.write(member_header(name, size, mtime))
+    written = 0
+    for chunk in chunks:
+        gz.write(chunk)
+        written += len(chunk)
+    assert written == size, f"{name}: wrote {written} bytes, the header says {size}"
+    gz.write(bytes(padding_bytes(size)))
+
+
+def _hashing(chunks: Iterator[bytes], digest: Any) -> Iterator[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
 
 
 def _sums(hashes: dict[str, str], defects: ArchiveDefects) -> bytes:
     lines = []
-    for name in ("meta.json", "state.bin"):
+    for name in HASHED_MEMBERS:
         if name == defects.omit_hash_for:
             continue
         digest = hashes[name]

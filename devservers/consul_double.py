@@ -115,8 +115,10 @@ class ConsulDouble:
     not_gzip: bool = False
     # A slow server or network: the body trickles out at this rate.
     bytes_per_second: int | None = None
-    # Served instead of a generated archive: a prepared archive file (benchmarks).
+    # Served instead of a generated archive: a prepared archive file (benchmarks),
+    # or these exact bytes (archives broken one rule at a time, from the tests).
     archive_file: Path | None = None
+    archive_body: bytes | None = None
     # Answers for the next GETs: (status, body), one used per request.
     scripted_errors: list[tuple[int, str]] = field(default_factory=list)
     tls: ssl.SSLContext | None = None
@@ -416,6 +418,8 @@ class _SnapshotHandler(BaseHTTPRequestHandler):
         double = self.double
         if double.not_gzip:
             sink.write(b"this is not a snapshot archive\n" * 4)
+        elif double.archive_body is not None:
+            sink.write(double.archive_body)
         elif double.archive_file is not None:
             with open(double.archive_file, "rb") as archive:
                 if isinstance(sink, _ChunkedWriter):  # no fault, throttle or record
@@ -496,8 +500,13 @@ def _read_archive(body: bytes) -> RaftState:
                 if member.name not in ("meta.json", "state.bin", "SHA256SUMS") or not extracted:
                     raise ValueError(f'unexpected file "{member.name}" in snapshot')
                 members[member.name] = extracted.read()
+            # tarfile stops at the end marker; Consul reads on and refuses what follows.
+            after_members = raw[tar.offset :]
     except tarfile.TarError as exc:
         raise ValueError(f"failed to read snapshot file: {exc}") from exc
+    unread = len(after_members.removeprefix(bytes(1024)))
+    if unread or after_members.strip(b"\0"):
+        raise ValueError(f"{max(unread, 1)} unread uncompressed bytes remain")
     sums = {}
     for line in members.get("SHA256SUMS", b"").decode().splitlines():
         digest, _, name = line.partition("  ")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,16 +13,6 @@ import pytest
 from devservers.consul_double import ConsulDouble
 from devservers.moto_server import aws_env, moto_server
 from snapshot_backup.token_source import forget_cached_tokens
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def shared_dir() -> Path | None:
-    """The steering repo's shared/ folder, which CI lays beside the clone."""
-    for candidate in (os.environ.get("CONSUL_BACKUP_SHARED"), REPO.parent / "shared"):
-        if candidate and Path(candidate, "fixtures").is_dir():
-            return Path(candidate)
-    return None
 
 
 @pytest.fixture(scope="session")

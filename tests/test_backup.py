@@ -30,8 +30,9 @@ from snapshot_backup.consul import ConsulError
 from snapshot_backup.keys import snapshot_key
 from snapshot_backup.s3_upload import MIN_PART_BYTES, UploadError
 from snapshot_backup.settings import SettingsError
-from snapshot_backup.verify import ArchiveError
+from snapshot_backup.verify import ArchiveError, StricterThanConsulError
 from tests.conftest import assert_nothing_stored, stored_objects
+from tests.test_verify import REFUSED, STRICTER
 
 MULTIPART_STATE = RaftState(index=90210, term=7, size=3 * MIN_PART_BYTES + 12345, seed=3)
 KEY_PATTERN = re.compile(
@@ -258,6 +259,37 @@ def test_every_fault_raises_and_stores_nothing(fault, s3, bucket, capsys):
     assert record["outcome"] == "failure"
     assert record["BackupSuccess"] == 0 and record["BackupFailure"] == 1
     assert record["error"]
+
+
+END_TO_END = [
+    "tar record padding after the end marker (tarfile stream mode, GNU tar)",
+    "a header with a bad checksum after the last member",
+    "Index written 13.0",
+    "SHA256SUMS split at \\x1c",
+]
+
+
+@pytest.mark.parametrize("case", END_TO_END)
+def test_an_archive_consul_would_not_restore_is_never_stored(case, s3, bucket, capsys):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    earlier = s3.put_object(Bucket=bucket, Key="consul-snapshots/prod/earlier.snap", Body=b"x")
+    data, message = REFUSED[case]
+    with ConsulDouble(archive_body=data) as consul, pytest.raises(ArchiveError) as raised:
+        handler({}, None, env=backup_env(consul, bucket))
+    assert str(raised.value).startswith(message)
+    # Nothing stored, nothing lost: the earlier snapshot is the bucket's only version.
+    versions = s3.list_object_versions(Bucket=bucket)
+    assert [v["VersionId"] for v in versions.get("Versions", [])] == [earlier["VersionId"]]
+    assert not versions.get("DeleteMarkers")
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert message in run_record(capsys.readouterr().out)["error"]
+
+
+def test_a_snapshot_consul_would_restore_but_never_writes_is_not_stored(s3, bucket):
+    data, _ = STRICTER["meta.json Size that disagrees with state.bin"]
+    with ConsulDouble(archive_body=data) as consul, pytest.raises(StricterThanConsulError):
+        handler({}, None, env=backup_env(consul, bucket))
+    assert_nothing_stored(s3, bucket)
 
 
 def test_a_missing_bucket_is_an_error_for_small_and_multipart_snapshots(consul, s3):

@@ -1,9 +1,21 @@
-"""Verify a Consul snapshot archive while it streams past, exactly as Consul does.
+"""Verify a Consul snapshot archive while it streams past, exactly as Consul reads it.
 
-A snapshot is a gzip stream around a tar with three members: ``meta.json``,
-``state.bin`` and ``SHA256SUMS``. Consul accepts them in any order, rejects any
-other member, checks every hash, and reads the gzip stream to its end so that
-its CRC and length trailer are checked (a truncated archive must fail).
+Consul restores (and ``consul snapshot inspect`` verifies) an archive like this,
+and so does ``verify_archive``, step for step and in Consul's words:
+
+1. the body must open with a gzip header (``failed to decompress snapshot: ...``);
+2. tar members are read with Go's rules (``tar_reader``) until the end marker;
+   only ``meta.json``, ``state.bin`` and ``SHA256SUMS`` may appear, in any order;
+   ``meta.json`` is decoded into Raft's typed fields (``snapshot_meta``);
+3. ``SHA256SUMS`` is checked line by line against the members' hashes (``sha256sums``);
+4. the decompressed stream is read to its end: gzip trailers are checked, and
+   any byte left after the tar is fatal (``<N> unread uncompressed bytes remain``).
+
+Then the rules where we are stricter than Consul, each raised as
+``StricterThanConsulError`` (README, "How a backup works", says why): every
+member present exactly once as a regular file; ``SHA256SUMS`` exactly as Consul
+writes it; ``Size`` in ``meta.json`` equal to ``state.bin``'s length; size caps
+on ``meta.json`` and ``SHA256SUMS``; no reserved gzip header flags.
 
 The verifier pulls from any file-like object and reads it exactly once, so it can
 sit in the middle of a transfer (see ``TeeReader``) instead of needing a scratch
@@ -13,19 +25,22 @@ copy of the archive.
 from __future__ import annotations
 
 import hashlib
-import json
-import tarfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .gunzip import GunzipReader, GzipFormatError
-
-META_MEMBER = "meta.json"
-STATE_MEMBER = "state.bin"
-SUMS_MEMBER = "SHA256SUMS"
-HASHED_MEMBERS = (META_MEMBER, STATE_MEMBER)
-KNOWN_MEMBERS = (*HASHED_MEMBERS, SUMS_MEMBER)
+from .archive_format import (
+    HASHED_MEMBERS,
+    MEMBERS,
+    META_MEMBER,
+    STATE_MEMBER,
+    SUMS_MEMBER,
+)
+from .gunzip import GunzipReader, GzipFormatError, GzipReservedFlagsError
+from .sha256sums import SumsError, check_sums, go_quote, layout_problem
+from .snapshot_meta import MetaDecodeError, MetaTooDeepError, SnapshotMeta, decode_meta
+from .tar_reader import TarFormatError, TarMember, TarReader
 
 # meta.json and SHA256SUMS are a few hundred bytes in practice; the caps stop a
 # hostile or broken archive from making us buffer a large member in memory.
@@ -36,20 +51,22 @@ MAX_SUMS_BYTES = 64 << 10
 # with 1 MiB blocks, page faults alone cost more CPU than the SHA-256 did.
 CHUNK_BYTES = 256 << 10
 
+__all__ = [
+    "ArchiveError",
+    "ArchiveReport",
+    "SnapshotMeta",
+    "StricterThanConsulError",
+    "TeeReader",
+    "verify_archive",
+]
+
 
 class ArchiveError(Exception):
-    """The archive is not a whole, intact Consul snapshot."""
+    """The archive is not a whole, intact Consul snapshot; Consul would refuse it too."""
 
 
-@dataclass(frozen=True)
-class SnapshotMeta:
-    """The Raft metadata recorded in ``meta.json``."""
-
-    index: int
-    term: int
-    id: str
-    size: int
-    version: int
+class StricterThanConsulError(ArchiveError):
+    """Consul would restore this archive, but it is not what Consul writes: refused on purpose."""
 
 
 @dataclass(frozen=True)
@@ -81,124 +98,144 @@ class TeeReader:
         return data
 
 
-def parse_meta(raw: bytes) -> SnapshotMeta:
-    """Parse ``meta.json`` the way a restore would need it."""
-    try:
-        doc = json.loads(raw)
-        return SnapshotMeta(
-            index=int(doc["Index"]),
-            term=int(doc["Term"]),
-            id=str(doc["ID"]),
-            size=int(doc["Size"]),
-            version=int(doc["Version"]),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ArchiveError(f"failed to decode meta.json: {exc}") from exc
-
-
-def parse_sums(raw: bytes) -> dict[str, str]:
-    """Parse ``SHA256SUMS``: lines of ``<hex>  <name>``, as Consul writes them."""
-    sums: dict[str, str] = {}
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise ArchiveError("SHA256SUMS is not ASCII") from exc
-    for line in text.splitlines():
-        digest, sep, name = line.partition("  ")
-        if not sep or len(digest) != 64 or not name:
-            raise ArchiveError(f"malformed SHA256SUMS line {line!r}")
-        try:
-            bytes.fromhex(digest)
-        except ValueError as exc:
-            raise ArchiveError(f"malformed SHA256SUMS line {line!r}") from exc
-        sums[name] = digest.lower()
-    return sums
-
-
-def _read_capped(member: IO[bytes], name: str, cap: int) -> bytes:
-    data = member.read(cap + 1)
-    if len(data) > cap:
-        raise ArchiveError(f"{name} is larger than {cap} bytes")
-    return data
-
-
 MetaCallback = Callable[[SnapshotMeta], None]
+
+_BUFFERED_CAPS = {META_MEMBER: MAX_META_BYTES, SUMS_MEMBER: MAX_SUMS_BYTES}
+
+# Consul's words for a failure while reading each member's data.
+_READ_CONTEXT = {
+    META_MEMBER: "failed to read snapshot metadata",
+    STATE_MEMBER: "failed to read or write snapshot data",
+    SUMS_MEMBER: "failed to read snapshot hashes",
+}
 
 
 def verify_archive(stream: IO[bytes] | Any, on_meta: MetaCallback | None = None) -> ArchiveReport:
-    """Read ``stream`` to its very end and prove it is an intact Consul snapshot.
+    """Read ``stream`` to its very end and prove it is an archive Consul restores.
 
-    ``on_meta`` is told the parsed ``meta.json`` as soon as it has streamed past
+    ``on_meta`` is told the decoded ``meta.json`` as soon as it has streamed past
     (it comes first in Consul's archives), before the rest is verified.
-    Raises ``ArchiveError`` naming the defect, using Consul's own wording where
-    Consul has one, so operators can match it against ``consul snapshot inspect``.
+    Raises ``ArchiveError`` naming the defect in Consul's own words, so operators
+    can match it against ``consul snapshot inspect``; ``StricterThanConsulError``
+    for an archive Consul would take but Consul's writer never produces.
     """
     try:
-        return _verify(stream, on_meta)
-    except ArchiveError:
-        raise
-    except GzipFormatError as exc:
-        raise ArchiveError(str(exc)) from exc
-    except EOFError as exc:
-        raise ArchiveError(f"archive is truncated: {exc}") from exc
-    except tarfile.TarError as exc:
-        raise ArchiveError(f"tar: {exc}") from exc
+        return _ArchiveCheck(stream, on_meta).run()
+    except GzipReservedFlagsError as exc:
+        raise StricterThanConsulError(str(exc)) from exc
 
 
-def _verify(stream: IO[bytes] | Any, on_meta: MetaCallback | None) -> ArchiveReport:
-    hashes: dict[str, str] = {}
-    sums: dict[str, str] | None = None
-    meta_raw: bytes | None = None
-    state_bytes = 0
-    # The gzip layer is ours, not tarfile's, so that we can drain it to its end.
-    unzipped = GunzipReader(stream, CHUNK_BYTES)
-    # tarfile's stream mode reads in 10 KiB records by default: far too
-    # many calls for a gigabyte, so give it a larger read size.
-    with tarfile.open(fileobj=unzipped, mode="r|", bufsize=CHUNK_BYTES) as tar:
-        for member in tar:
-            name = member.name
-            if name not in KNOWN_MEMBERS or not member.isfile():
-                raise ArchiveError(f'unexpected file "{name}" in snapshot')
-            if name in hashes or (name == SUMS_MEMBER and sums is not None):
-                raise ArchiveError(f'duplicate file "{name}" in snapshot')
-            content = tar.extractfile(member)
-            if content is None:  # pragma: no cover - isfile() guarantees content
-                raise ArchiveError(f'unreadable file "{name}" in snapshot')
-            if name == SUMS_MEMBER:
-                sums = parse_sums(_read_capped(content, name, MAX_SUMS_BYTES))
-                continue
-            digest = hashlib.sha256()
+class _ArchiveCheck:
+    """One pass over one archive: Consul's reader, then our stricter rules."""
+
+    def __init__(self, stream: IO[bytes] | Any, on_meta: MetaCallback | None) -> None:
+        self._unzipped = GunzipReader(stream, CHUNK_BYTES)
+        self._tar = TarReader(self._unzipped)
+        self._on_meta = on_meta
+        self._digests = {name: hashlib.sha256() for name in HASHED_MEMBERS}
+        self._sums = bytearray()
+        self._meta: SnapshotMeta | None = None
+        self._state_bytes = 0
+        self._members: Counter[str] = Counter()
+        self._irregular: list[TarMember] = []
+
+    def run(self) -> ArchiveReport:
+        try:
+            self._unzipped.start()
+        except GzipFormatError as exc:
+            raise ArchiveError(f"failed to decompress snapshot: {exc}") from exc
+        while (member := self._next_member()) is not None:
+            self._read_member(member)
+        try:
+            check_sums(bytes(self._sums), {n: d.digest() for n, d in self._digests.items()})
+        except SumsError as exc:
+            raise ArchiveError(f"failed checking integrity of snapshot: {exc}") from exc
+        self._conclude_gzip()
+        return self._stricter_rules()
+
+    def _next_member(self) -> TarMember | None:
+        try:
+            return self._tar.next()
+        except (TarFormatError, GzipFormatError) as exc:
+            raise ArchiveError(f"failed reading snapshot: {exc}") from exc
+
+    def _read_member(self, member: TarMember) -> None:
+        name = member.name
+        if name not in MEMBERS:
+            raise ArchiveError(f"unexpected file {go_quote(name)} in snapshot")
+        if member.is_sparse:  # Go expands sparse data; Consul's writer never makes any
+            raise StricterThanConsulError(f"{name} is stored as a sparse file")
+        self._members[name] += 1
+        if not member.is_regular_file:
+            self._irregular.append(member)
+        try:
             if name == META_MEMBER:
-                meta_raw = _read_capped(content, name, MAX_META_BYTES)
-                digest.update(meta_raw)
-                if on_meta is not None:
-                    on_meta(parse_meta(meta_raw))
-            else:
-                while chunk := content.read(CHUNK_BYTES):
+                raw = self._read_capped(name)
+                self._digests[name].update(raw)
+                self._decode_meta(raw)
+            elif name == STATE_MEMBER:
+                digest = self._digests[name]
+                while chunk := self._tar.read(CHUNK_BYTES):
                     digest.update(chunk)
-                    state_bytes += len(chunk)
-            hashes[name] = digest.hexdigest()
-    # Reading to EOF makes zlib check the CRC-32 and length trailer, and fails
-    # on anything appended after the stream (Consul's mid-stream error text).
-    while unzipped.read(CHUNK_BYTES):
-        pass
+                    self._state_bytes += len(chunk)
+            else:
+                self._sums += self._read_capped(name, already=len(self._sums))
+        except (TarFormatError, GzipFormatError) as exc:
+            raise ArchiveError(f"{_READ_CONTEXT[name]}: {exc}") from exc
 
-    if sums is None:
-        raise ArchiveError(f'file missing for "{SUMS_MEMBER}"')
-    for name in HASHED_MEMBERS:
-        if name not in hashes:
-            raise ArchiveError(f'file missing for "{name}"')
-        if name not in sums:
-            raise ArchiveError(f'list missing hash for "{name}"')
-        if sums[name] != hashes[name]:
-            raise ArchiveError(f'hash check failed for "{name}"')
-    for name in sums:
-        if name not in hashes:
-            raise ArchiveError(f'file missing for "{name}"')
-    assert meta_raw is not None  # hashes has META_MEMBER, so it was read
-    meta = parse_meta(meta_raw)
-    if meta.size != state_bytes:
-        raise ArchiveError(
-            f"meta.json says state.bin has {meta.size} bytes but it has {state_bytes}"
-        )
-    return ArchiveReport(meta=meta, member_sha256=hashes, state_bytes=state_bytes)
+    def _read_capped(self, name: str, already: int = 0) -> bytes:
+        cap = _BUFFERED_CAPS[name]
+        data = bytearray()
+        while chunk := self._tar.read(CHUNK_BYTES):
+            data += chunk
+            if already + len(data) > cap:
+                raise StricterThanConsulError(
+                    f"{name} is larger than {cap} bytes, more than this verifier buffers"
+                )
+        return bytes(data)
+
+    def _decode_meta(self, raw: bytes) -> None:
+        try:
+            meta = decode_meta(raw)
+        except MetaTooDeepError as exc:
+            raise StricterThanConsulError(str(exc)) from exc
+        except MetaDecodeError as exc:
+            raise ArchiveError(f"failed to decode snapshot metadata: {exc}") from exc
+        if self._meta is None and self._on_meta is not None:
+            self._on_meta(meta)
+        self._meta = meta
+
+    def _conclude_gzip(self) -> None:
+        """Consul's ``concludeGzipRead``: the stream must end where the tar did."""
+        left = 0
+        try:
+            while chunk := self._unzipped.read(CHUNK_BYTES):
+                left += len(chunk)
+        except GzipFormatError as exc:
+            raise ArchiveError(str(exc)) from exc
+        if left:
+            raise ArchiveError(f"{left} unread uncompressed bytes remain")
+
+    def _stricter_rules(self) -> ArchiveReport:
+        for name in MEMBERS:
+            if self._members[name] != 1:
+                count = self._members[name]
+                raise StricterThanConsulError(
+                    f"{name} appears {count} times in the archive; Consul writes it once"
+                    + (" (Consul would restore it as empty)" if count == 0 else "")
+                )
+        for member in self._irregular:
+            raise StricterThanConsulError(
+                f"{member.name} is not a regular file (tar type {member.typeflag!r})"
+            )
+        problem = layout_problem(bytes(self._sums))
+        if problem is not None:
+            raise StricterThanConsulError(problem)
+        assert self._meta is not None  # meta.json appeared once, so it was decoded
+        if self._meta.size != self._state_bytes:
+            raise StricterThanConsulError(
+                f"meta.json says state.bin has {self._meta.size} bytes "
+                f"but it has {self._state_bytes}"
+            )
+        hashes = {name: digest.hexdigest() for name, digest in self._digests.items()}
+        return ArchiveReport(meta=self._meta, member_sha256=hashes, state_bytes=self._state_bytes)
