@@ -19,7 +19,7 @@ $(STAMP): requirements.txt pyproject.toml package.json package-lock.json
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m devservers.demo
+	$(BIN)/python -m testbed.demo
 
 lint: lint-python lint-workflows
 

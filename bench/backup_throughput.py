@@ -25,8 +25,8 @@ from typing import Any
 
 import boto3
 
-from devservers.archive_writer import RaftState, write_archive
-from devservers.moto_server import aws_env, free_port, moto_server, wait_until_serving
+from testbed.archive_writer import RaftState, write_archive
+from testbed.moto_server import aws_env, free_port, moto_server, wait_until_serving
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def start_consul_double(archive: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "devservers.consul_double"),
+            *(sys.executable, "-m", "testbed.consul_double"),
             *("--port", str(port), "--token", "", "--archive-file", str(archive)),
         ],
         cwd=REPO,

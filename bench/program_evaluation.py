@@ -23,7 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.function_code import FUNCTION_ROOT, function_code_sha256
-from devservers.pulumi_mocks import ACCOUNT, REGION, RecordingMocks, config_values
+from testbed.pulumi_mocks import ACCOUNT, REGION, RecordingMocks, config_values
 
 
 def stack_config(clusters: int) -> dict[str, Any]:

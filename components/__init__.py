@@ -1,16 +1,19 @@
 """Pulumi components of consul-backup."""
 
-from .config import ClusterSettings, ConfigError, StackSettings, parse_stack
-from .consul_snapshot_backup import ConsulSnapshotBackup, ConsulSnapshotBackupArgs
+from .args import ColdStorage, ConfigError, ConsulSnapshotBackupArgs, Vpc
+from .config import ClusterConfig, StackSettings, parse_stack
+from .consul_snapshot_backup import ConsulSnapshotBackup
 from .snapshot_bucket import RetentionRule, SnapshotBucket
 
 __all__ = [
-    "ClusterSettings",
+    "ClusterConfig",
+    "ColdStorage",
     "ConfigError",
     "ConsulSnapshotBackup",
     "ConsulSnapshotBackupArgs",
     "RetentionRule",
     "SnapshotBucket",
     "StackSettings",
+    "Vpc",
     "parse_stack",
 ]

@@ -1,57 +1,43 @@
 """ConsulSnapshotBackup: everything one Consul cluster needs for verified backups.
 
 Per cluster: the snapshot bucket (unless a shared one is passed in), the token
-secret when the token comes from stack config, a least-privilege role, the log
-group, the function, its EventBridge schedule, and the alarms. Every child is
-parented to the component and named from its name, and no resource is created
-inside an ``apply``: ``pulumi preview`` shows exactly what ``up`` will create.
+secret when the token is given, a least-privilege role, the log group, the
+function, its EventBridge schedule, and the alarms. Every child is parented to
+the component and named from its name, and no resource is created inside an
+``apply``: ``pulumi preview`` shows exactly what ``up`` will create.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from .config import ClusterSettings
+from snapshot_backup.environment import EnvVar
+from snapshot_backup.keys import CLUSTER_NAME, CLUSTER_NAME_RULE, cluster_prefix
+from snapshot_backup.telemetry import CLUSTER_DIMENSION, NAMESPACE, SUCCESS_METRIC
+
+from .args import ConfigError, ConsulSnapshotBackupArgs
 from .function_code import HANDLER, RUNTIME, function_archive
 from .policies import VpcAccess, backup_function_policy, lambda_assume_role_policy
 from .snapshot_bucket import RetentionRule, SnapshotBucket
 
-METRIC_NAMESPACE = "ConsulBackup"  # what the function writes in EMF
-SUCCESS_METRIC = "BackupSuccess"
 ALARM_PERIOD_CAP_SECONDS = 86400
 
-
-@dataclass
-class ConsulSnapshotBackupArgs:
-    """``settings`` decide the resources; the token is an Input kept secret."""
-
-    settings: ClusterSettings
-    # Exactly one of the two: the token itself (stored in a new secret) or
-    # ``settings.token_secret_arn``.
-    token: pulumi.Input[str] | None = None
-    shared_bucket: SnapshotBucket | None = None
-    key_prefix: str = "consul-snapshots/"
+__all__ = ["ConsulSnapshotBackup", "ConsulSnapshotBackupArgs", "alarm_period", "retention_rule"]
 
 
-def retention_rule(settings: ClusterSettings, prefix: str) -> RetentionRule:
-    cold = settings.cold_storage
+def retention_rule(args: ConsulSnapshotBackupArgs, prefix: str) -> RetentionRule:
+    """How long the snapshots under ``prefix`` live, and where they move first."""
+    cold = args.cold_storage
     return RetentionRule(
         prefix=prefix,
-        expire_days=settings.retention_days,
-        noncurrent_days=settings.noncurrent_version_days,
+        expire_days=args.retention_days,
+        noncurrent_days=args.noncurrent_version_days,
         transition_days=cold.after_days if cold else None,
         transition_class=cold.storage_class if cold else None,
     )
-
-
-def cluster_key_prefix(key_prefix: str, cluster: str) -> str:
-    """Must agree with the function's own key layout (snapshot_backup.keys)."""
-    base = key_prefix.strip().strip("/")
-    return f"{base}/{cluster}/" if base else f"{cluster}/"
 
 
 def alarm_period(window_minutes: int) -> tuple[int, int]:
@@ -64,10 +50,14 @@ def alarm_period(window_minutes: int) -> tuple[int, int]:
 
 
 class ConsulSnapshotBackup(pulumi.ComponentResource):
-    bucket_name: pulumi.Output[str]
+    """Scheduled, verified backups of the Consul cluster named ``name``."""
+
+    bucket: SnapshotBucket
     key_prefix: str
+    bucket_name: pulumi.Output[str]
     function_name: pulumi.Output[str]
     rule_name: pulumi.Output[str]
+    alarm_topic_arn: pulumi.Output[str]
 
     def __init__(
         self,
@@ -75,220 +65,27 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
         args: ConsulSnapshotBackupArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        if not CLUSTER_NAME.fullmatch(name):
+            raise ConfigError([f"name {name!r} is not a valid cluster name ({CLUSTER_NAME_RULE})"])
         super().__init__("consul-backup:index:ConsulSnapshotBackup", name, None, opts)
-        settings = args.settings
-        if (args.token is None) == (settings.token_secret_arn is None):
-            raise ValueError(
-                f"cluster {settings.name}: give exactly one of token and token_secret_arn"
-            )
-        child = pulumi.ResourceOptions(parent=self)
-        self.key_prefix = cluster_key_prefix(args.key_prefix, settings.name)
+        self._name = name
+        self._args = args
+        self._child = pulumi.ResourceOptions(parent=self)
+        self.key_prefix = cluster_prefix(args.key_prefix, name)
 
-        if args.shared_bucket is None:
-            bucket = SnapshotBucket(
-                f"{name}-snapshots",
-                retention=[retention_rule(settings, self.key_prefix)],
-                kms_key_arn=settings.kms_key_arn,
-                opts=child,
-            )
-        else:
-            bucket = args.shared_bucket
-        self.bucket = bucket
-        kms_key_arn = bucket.kms_key_arn or settings.kms_key_arn
+        self.bucket = self._create_bucket()
+        self.kms_key_arn = self.bucket.kms_key_arn or args.kms_key_arn
+        self.secret_arn = self._create_token_secret()
+        self.log_group = self._create_log_group()
+        self.role, self.role_policy = self._create_role()
+        self.function = self._create_function()
+        self.rule = self._create_schedule()
+        self.alarm_topic_arn = self._create_alarm_topic()
+        self.errors_alarm, self.missed_backup_alarm = self._create_alarms()
 
-        if args.token is not None:
-            self.secret: aws.secretsmanager.Secret | None = aws.secretsmanager.Secret(
-                f"{name}-consul-token",
-                description=f"Consul ACL token used by consul-backup for cluster {settings.name}",
-                kms_key_id=kms_key_arn,
-                opts=child,
-            )
-            self.secret_version: aws.secretsmanager.SecretVersion | None = (
-                aws.secretsmanager.SecretVersion(
-                    f"{name}-consul-token-version",
-                    secret_id=self.secret.id,
-                    secret_string=pulumi.Output.secret(args.token),
-                    opts=child,
-                )
-            )
-            secret_arn: pulumi.Input[str] = self.secret.arn
-        else:
-            self.secret = None
-            self.secret_version = None
-            assert settings.token_secret_arn is not None
-            secret_arn = settings.token_secret_arn
-
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            retention_in_days=settings.log_retention_days,
-            opts=child,
-        )
-
-        self.role = aws.iam.Role(
-            f"{name}-role",
-            description=f"consul-backup function for Consul cluster {settings.name}",
-            assume_role_policy=json.dumps(lambda_assume_role_policy()),
-            opts=child,
-        )
-        vpc_base: pulumi.Input[str] | None = None
-        if settings.vpc is not None:
-            # Invokes: answered by the provider at preview, by Mocks.call in tests.
-            region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
-            identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
-            partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
-            vpc_base = pulumi.Output.format(
-                "arn:{0}:ec2:{1}:{2}",
-                partition.partition,
-                region.region,
-                identity.account_id,
-            )
-        vpc = settings.vpc
-        key_prefix = self.key_prefix
-        self.role_policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=self.role.id,
-            policy=pulumi.Output.all(bucket.arn, secret_arn, self.log_group.arn, vpc_base).apply(
-                lambda values: json.dumps(
-                    backup_function_policy(
-                        bucket_arn=values[0],
-                        cluster_prefix=key_prefix,
-                        secret_arn=values[1],
-                        log_group_arn=values[2],
-                        kms_key_arns=[kms_key_arn] if kms_key_arn else [],
-                        vpc=VpcAccess(values[3], vpc.subnet_ids, vpc.security_group_ids)
-                        if vpc is not None
-                        else None,
-                    ),
-                    sort_keys=True,
-                )
-            ),
-            opts=child,
-        )
-
-        environment: dict[str, pulumi.Input[str]] = {
-            "CONSUL_HTTP_ADDR": settings.consul_address,
-            "CONSUL_TOKEN_SECRET_ARN": secret_arn,
-            "BACKUP_BUCKET": bucket.name,
-            "BACKUP_PREFIX": args.key_prefix,
-            "CLUSTER_NAME": settings.name,
-            "CONSUL_STALE": "true" if settings.stale else "false",
-        }
-        if settings.datacenter:
-            environment["CONSUL_DATACENTER"] = settings.datacenter
-        if settings.ca_certificate:
-            # A CA certificate is public: an environment variable is fine for it.
-            environment["CONSUL_CACERT_PEM"] = settings.ca_certificate
-
-        self.function = aws.lambda_.Function(
-            f"{name}-function",
-            description=f"Streams verified Consul snapshots of {settings.name} into S3",
-            runtime=RUNTIME,
-            architectures=["arm64"],
-            handler=HANDLER,
-            code=function_archive(),
-            role=self.role.arn,
-            memory_size=settings.memory_size,
-            timeout=settings.timeout,
-            environment={"variables": environment},
-            logging_config={"log_format": "Text", "log_group": self.log_group.name},
-            vpc_config={
-                "subnet_ids": list(settings.vpc.subnet_ids),
-                "security_group_ids": list(settings.vpc.security_group_ids),
-            }
-            if settings.vpc is not None
-            else None,
-            kms_key_arn=kms_key_arn,
-            # The role must carry its policy before the first scheduled run.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
-        )
-
-        self.rule = aws.cloudwatch.EventRule(
-            f"{name}-schedule",
-            description=f"consul-backup schedule for {settings.name}",
-            schedule_expression=settings.schedule,
-            opts=child,
-        )
-        self.permission = aws.lambda_.Permission(
-            f"{name}-invoke",
-            action="lambda:InvokeFunction",
-            function=self.function.name,
-            principal="events.amazonaws.com",
-            source_arn=self.rule.arn,
-            opts=child,
-        )
-        self.target = aws.cloudwatch.EventTarget(
-            f"{name}-target",
-            rule=self.rule.name,
-            arn=self.function.arn,
-            retry_policy={
-                "maximum_retry_attempts": 2,
-                # A retry later than this would overlap the next scheduled run.
-                "maximum_event_age_in_seconds": max(60, min(settings.timeout * 2, 3600)),
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.permission]),
-        )
-
-        if settings.alarm_topic_arn:
-            self.topic: aws.sns.Topic | None = None
-            topic_arn: pulumi.Input[str] = settings.alarm_topic_arn
-        else:
-            # Not encrypted with alias/aws/sns: CloudWatch cannot publish to a
-            # topic under an AWS-managed key, and alarms carry no secrets.
-            self.topic = aws.sns.Topic(f"{name}-alarms", opts=child)
-            topic_arn = self.topic.arn
-        self.subscription: aws.sns.TopicSubscription | None = None
-        if settings.alarm_email:
-            self.subscription = aws.sns.TopicSubscription(
-                f"{name}-alarm-email",
-                topic=topic_arn,
-                protocol="email",
-                endpoint=settings.alarm_email,
-                opts=child,
-            )
-
-        self.errors_alarm = aws.cloudwatch.MetricAlarm(
-            f"{name}-errors",
-            alarm_description=f"consul-backup for {settings.name}: the backup function failed",
-            namespace="AWS/Lambda",
-            metric_name="Errors",
-            dimensions={"FunctionName": self.function.name},
-            statistic="Sum",
-            period=300,
-            evaluation_periods=1,
-            threshold=1,
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            treat_missing_data="notBreaching",
-            alarm_actions=[topic_arn],
-            ok_actions=[topic_arn],
-            opts=child,
-        )
-        period, periods = alarm_period(settings.missed_backup_window_minutes)
-        self.missed_backup_alarm = aws.cloudwatch.MetricAlarm(
-            f"{name}-missed-backup",
-            alarm_description=(
-                f"consul-backup for {settings.name}: no successful backup in "
-                f"{settings.missed_backup_window_minutes} minutes"
-            ),
-            namespace=METRIC_NAMESPACE,
-            metric_name=SUCCESS_METRIC,
-            dimensions={"Cluster": settings.name},
-            statistic="Sum",
-            period=period,
-            evaluation_periods=periods,
-            datapoints_to_alarm=periods,
-            threshold=1,
-            comparison_operator="LessThanThreshold",
-            # No data is exactly what a backup that never ran looks like.
-            treat_missing_data="breaching",
-            alarm_actions=[topic_arn],
-            ok_actions=[topic_arn],
-            opts=child,
-        )
-
-        self.bucket_name = bucket.name
+        self.bucket_name = self.bucket.name
         self.function_name = self.function.name
         self.rule_name = self.rule.name
-        self.alarm_topic_arn = pulumi.Output.from_input(topic_arn)
         self.register_outputs(
             {
                 "bucket": self.bucket_name,
@@ -298,3 +95,222 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
                 "alarmTopicArn": self.alarm_topic_arn,
             }
         )
+
+    # --- steps ----------------------------------------------------------------
+
+    def _create_bucket(self) -> SnapshotBucket:
+        if self._args.shared_bucket is not None:
+            return self._args.shared_bucket
+        return SnapshotBucket(
+            f"{self._name}-snapshots",
+            retention=[retention_rule(self._args, self.key_prefix)],
+            kms_key_arn=self._args.kms_key_arn,
+            opts=self._child,
+        )
+
+    def _create_token_secret(self) -> pulumi.Input[str]:
+        """The ARN of the secret the function reads the token from."""
+        if self._args.token is None:
+            assert self._args.token_secret_arn is not None  # the arguments demand one
+            self.secret: aws.secretsmanager.Secret | None = None
+            return self._args.token_secret_arn
+        self.secret = aws.secretsmanager.Secret(
+            f"{self._name}-consul-token",
+            description=f"Consul ACL token used by consul-backup for cluster {self._name}",
+            kms_key_id=self.kms_key_arn,
+            opts=self._child,
+        )
+        self.secret_version = aws.secretsmanager.SecretVersion(
+            f"{self._name}-consul-token-version",
+            secret_id=self.secret.id,
+            secret_string=pulumi.Output.secret(self._args.token),
+            opts=self._child,
+        )
+        return self.secret.arn
+
+    def _create_log_group(self) -> aws.cloudwatch.LogGroup:
+        return aws.cloudwatch.LogGroup(
+            f"{self._name}-logs",
+            retention_in_days=self._args.log_retention_days,
+            opts=self._child,
+        )
+
+    def _create_role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        role = aws.iam.Role(
+            f"{self._name}-role",
+            description=f"consul-backup function for Consul cluster {self._name}",
+            assume_role_policy=json.dumps(lambda_assume_role_policy()),
+            opts=self._child,
+        )
+        vpc = self._args.vpc
+        kms_key_arns = [self.kms_key_arn] if self.kms_key_arn else []
+        prefix = self.key_prefix
+        policy = aws.iam.RolePolicy(
+            f"{self._name}-policy",
+            role=role.id,
+            policy=pulumi.Output.all(
+                self.bucket.arn, self.secret_arn, self.log_group.arn, self._ec2_arn_base()
+            ).apply(
+                lambda values: json.dumps(
+                    backup_function_policy(
+                        bucket_arn=values[0],
+                        cluster_prefix=prefix,
+                        secret_arn=values[1],
+                        log_group_arn=values[2],
+                        kms_key_arns=kms_key_arns,
+                        vpc=VpcAccess(values[3], vpc.subnet_ids, vpc.security_group_ids)
+                        if vpc is not None
+                        else None,
+                    ),
+                    sort_keys=True,
+                )
+            ),
+            opts=self._child,
+        )
+        return role, policy
+
+    def _ec2_arn_base(self) -> pulumi.Output[str] | None:
+        """``arn:<partition>:ec2:<region>:<account>``, for the VPC rights; None without a VPC."""
+        if self._args.vpc is None:
+            return None
+        # Invokes: answered by the provider at preview, by Mocks.call in tests.
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        return pulumi.Output.format(
+            "arn:{0}:ec2:{1}:{2}",
+            aws.get_partition_output(opts=invoke).partition,
+            aws.get_region_output(opts=invoke).region,
+            aws.get_caller_identity_output(opts=invoke).account_id,
+        )
+
+    def _environment(self) -> dict[str, pulumi.Input[str]]:
+        """The function's environment contract (``snapshot_backup.environment``)."""
+        args = self._args
+        environment: dict[str, pulumi.Input[str]] = {
+            EnvVar.CONSUL_HTTP_ADDR: args.consul_address,
+            EnvVar.CONSUL_TOKEN_SECRET_ARN: self.secret_arn,
+            EnvVar.BACKUP_BUCKET: self.bucket.name,
+            EnvVar.BACKUP_PREFIX: args.key_prefix,
+            EnvVar.CLUSTER_NAME: self._name,
+            EnvVar.CONSUL_STALE: "true" if args.stale else "false",
+        }
+        if args.datacenter:
+            environment[EnvVar.CONSUL_DATACENTER] = args.datacenter
+        if args.ca_certificate:
+            # A CA certificate is public: an environment variable is fine for it.
+            environment[EnvVar.CONSUL_CACERT_PEM] = args.ca_certificate
+        return environment
+
+    def _create_function(self) -> aws.lambda_.Function:
+        args = self._args
+        return aws.lambda_.Function(
+            f"{self._name}-function",
+            description=f"Streams verified Consul snapshots of {self._name} into S3",
+            runtime=RUNTIME,
+            architectures=["arm64"],
+            handler=HANDLER,
+            code=function_archive(),
+            role=self.role.arn,
+            memory_size=args.memory_size,
+            timeout=args.timeout,
+            environment={"variables": self._environment()},
+            logging_config={"log_format": "Text", "log_group": self.log_group.name},
+            vpc_config={
+                "subnet_ids": list(args.vpc.subnet_ids),
+                "security_group_ids": list(args.vpc.security_group_ids),
+            }
+            if args.vpc is not None
+            else None,
+            kms_key_arn=self.kms_key_arn,
+            # The role must carry its policy before the first scheduled run.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
+        )
+
+    def _create_schedule(self) -> aws.cloudwatch.EventRule:
+        rule = aws.cloudwatch.EventRule(
+            f"{self._name}-schedule",
+            description=f"consul-backup schedule for {self._name}",
+            schedule_expression=self._args.schedule,
+            opts=self._child,
+        )
+        self.permission = aws.lambda_.Permission(
+            f"{self._name}-invoke",
+            action="lambda:InvokeFunction",
+            function=self.function.name,
+            principal="events.amazonaws.com",
+            source_arn=rule.arn,
+            opts=self._child,
+        )
+        self.target = aws.cloudwatch.EventTarget(
+            f"{self._name}-target",
+            rule=rule.name,
+            arn=self.function.arn,
+            retry_policy={
+                "maximum_retry_attempts": 2,
+                # A retry later than this would overlap the next scheduled run.
+                "maximum_event_age_in_seconds": max(60, min(self._args.timeout * 2, 3600)),
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.permission]),
+        )
+        return rule
+
+    def _create_alarm_topic(self) -> pulumi.Output[str]:
+        args = self._args
+        self.topic: aws.sns.Topic | None = None
+        if args.alarm_topic_arn:
+            topic_arn: pulumi.Input[str] = args.alarm_topic_arn
+        else:
+            # Not encrypted with alias/aws/sns: CloudWatch cannot publish to a
+            # topic under an AWS-managed key, and alarms carry no secrets.
+            self.topic = aws.sns.Topic(f"{self._name}-alarms", opts=self._child)
+            topic_arn = self.topic.arn
+        self.subscription: aws.sns.TopicSubscription | None = None
+        if args.alarm_email:
+            self.subscription = aws.sns.TopicSubscription(
+                f"{self._name}-alarm-email",
+                topic=topic_arn,
+                protocol="email",
+                endpoint=args.alarm_email,
+                opts=self._child,
+            )
+        return pulumi.Output.from_input(topic_arn)
+
+    def _create_alarms(self) -> tuple[aws.cloudwatch.MetricAlarm, aws.cloudwatch.MetricAlarm]:
+        window = self._args.alarm_window_minutes
+        errors = aws.cloudwatch.MetricAlarm(
+            f"{self._name}-errors",
+            alarm_description=f"consul-backup for {self._name}: the backup function failed",
+            namespace="AWS/Lambda",
+            metric_name="Errors",
+            dimensions={"FunctionName": self.function.name},
+            statistic="Sum",
+            period=300,
+            evaluation_periods=1,
+            threshold=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[self.alarm_topic_arn],
+            ok_actions=[self.alarm_topic_arn],
+            opts=self._child,
+        )
+        period, periods = alarm_period(window)
+        missed = aws.cloudwatch.MetricAlarm(
+            f"{self._name}-missed-backup",
+            alarm_description=(
+                f"consul-backup for {self._name}: no successful backup in {window} minutes"
+            ),
+            namespace=NAMESPACE,
+            metric_name=SUCCESS_METRIC,
+            dimensions={CLUSTER_DIMENSION: self._name},
+            statistic="Sum",
+            period=period,
+            evaluation_periods=periods,
+            datapoints_to_alarm=periods,
+            threshold=1,
+            comparison_operator="LessThanThreshold",
+            # No data is exactly what a backup that never ran looks like.
+            treat_missing_data="breaching",
+            alarm_actions=[self.alarm_topic_arn],
+            ok_actions=[self.alarm_topic_arn],
+            opts=self._child,
+        )
+        return errors, missed

@@ -19,6 +19,8 @@ FUNCTION_SOURCES = (
     "snapshot_backup/archive_format.py",
     "snapshot_backup/backup.py",
     "snapshot_backup/consul.py",
+    "snapshot_backup/deadline.py",
+    "snapshot_backup/environment.py",
     "snapshot_backup/gunzip.py",
     "snapshot_backup/keys.py",
     "snapshot_backup/s3_upload.py",

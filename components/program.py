@@ -5,27 +5,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pulumi
 
-from .config import StackSettings, parse_stack
-from .consul_snapshot_backup import (
-    ConsulSnapshotBackup,
-    ConsulSnapshotBackupArgs,
-    cluster_key_prefix,
-    retention_rule,
-)
-from .snapshot_bucket import SnapshotBucket
+from snapshot_backup.keys import DEFAULT_PREFIX, cluster_prefix
 
-PROJECT = "consul-backup"
+from .config import PROJECT, StackSettings, parse_stack
+from .consul_snapshot_backup import ConsulSnapshotBackup, retention_rule
+from .snapshot_bucket import SnapshotBucket
 
 
 def read_settings() -> StackSettings:
     """Read the stack config once; raises ConfigError naming every mistake."""
     config = pulumi.Config(PROJECT)
     # get_object, not get_secret_object: the keys must be checked now, at
-    # preview. Every token is wrapped back into a secret before any use.
+    # preview. The component wraps every token back into a secret before use.
     return parse_stack(
         clusters=config.get_object("clusters"),
         tokens=config.get_object("tokens"),
@@ -35,28 +31,22 @@ def read_settings() -> StackSettings:
 
 def build(settings: StackSettings) -> dict[str, ConsulSnapshotBackup]:
     shared = None
+    prefix = DEFAULT_PREFIX
     if settings.shared_bucket is not None:
+        prefix = settings.shared_bucket.prefix
         shared = SnapshotBucket(
             f"{PROJECT}-shared",
             retention=[
-                retention_rule(c, cluster_key_prefix(settings.prefix, c.name))
-                for c in settings.clusters
+                retention_rule(c.args, cluster_prefix(prefix, c.name)) for c in settings.clusters
             ],
             kms_key_arn=settings.shared_bucket.kms_key_arn,
         )
-    backups = {}
-    for cluster in settings.clusters:
-        token = settings.tokens.get(cluster.name)
-        backups[cluster.name] = ConsulSnapshotBackup(
-            cluster.name,
-            ConsulSnapshotBackupArgs(
-                settings=cluster,
-                token=pulumi.Output.secret(token) if token is not None else None,
-                shared_bucket=shared,
-                key_prefix=settings.prefix,
-            ),
+    return {
+        cluster.name: ConsulSnapshotBackup(
+            cluster.name, replace(cluster.args, shared_bucket=shared, key_prefix=prefix)
         )
-    return backups
+        for cluster in settings.clusters
+    }
 
 
 def stack_outputs(backups: dict[str, ConsulSnapshotBackup]) -> dict[str, pulumi.Output[Any]]:

@@ -1,13 +1,8 @@
 """consul-backup: list, verify, download and restore Consul snapshots; run a backup.
 
-Reads the same environment as the backup function (BACKUP_BUCKET, BACKUP_PREFIX,
-CLUSTER_NAME, CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_TOKEN_SECRET_ARN,
-CONSUL_CACERT, CONSUL_CACERT_PEM, CONSUL_DATACENTER); flags override it. The token
-is never a flag, so that it stays out of shell history and process lists.
-
-Exit codes: 0 done; 1 the snapshot is defective; 2 usage or configuration
-error; 3 snapshot not found; 4 AWS or Consul refused or could not be reached;
-5 restore not confirmed; 130 interrupted.
+Reads the same environment as the backup function (``snapshot_backup.environment``),
+through the same loader; flags override it. The token is never a flag, so that
+it stays out of shell history and process lists. Exit codes: ``exit_codes``.
 """
 
 from __future__ import annotations
@@ -25,22 +20,16 @@ import boto3
 import botocore.exceptions
 
 from snapshot_backup.backup import handler as backup_handler
-from snapshot_backup.consul import ConsulClient, ConsulError, ConsulSettings
+from snapshot_backup.consul import ConsulClient, ConsulError
+from snapshot_backup.environment import EnvVar
 from snapshot_backup.keys import DEFAULT_PREFIX
-from snapshot_backup.settings import SettingsError
-from snapshot_backup.token_source import TokenError, resolve_token
+from snapshot_backup.settings import SettingsError, load_consul_settings
+from snapshot_backup.token_source import TokenError
 from snapshot_backup.verify import ArchiveError, ArchiveReport, TeeReader, verify_archive
 
+from .exit_codes import ExitCode, exit_code_summary
 from .progress import Progress, human_bytes
 from .snapshots import SnapshotNotFoundError, SnapshotStore
-
-EXIT_OK = 0
-EXIT_DEFECTIVE = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_REMOTE = 4
-EXIT_NOT_CONFIRMED = 5
-EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -59,16 +48,20 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="consul-backup",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="Exit codes: 0 done, 1 defective snapshot, 2 usage, 3 not found, "
-        "4 AWS/Consul error, 5 restore not confirmed.",
+        epilog=f"Exit codes: {exit_code_summary()}.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def store_options(command: argparse.ArgumentParser, cluster_required: bool) -> None:
-        _env_option(command, env, "--bucket", "BACKUP_BUCKET", "snapshot bucket")
-        _env_option(command, env, "--prefix", "BACKUP_PREFIX", "key prefix", DEFAULT_PREFIX)
+        _env_option(command, env, "--bucket", EnvVar.BACKUP_BUCKET, "snapshot bucket")
+        _env_option(command, env, "--prefix", EnvVar.BACKUP_PREFIX, "key prefix", DEFAULT_PREFIX)
         _env_option(
-            command, env, "--cluster", "CLUSTER_NAME", "cluster name", required=cluster_required
+            command,
+            env,
+            "--cluster",
+            EnvVar.CLUSTER_NAME,
+            "cluster name",
+            required=cluster_required,
         )
 
     def snapshot_argument(command: argparse.ArgumentParser) -> None:
@@ -133,18 +126,18 @@ def _env_option(
 
 
 def consul_options(command: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
-    _env_option(command, env, "--consul-addr", "CONSUL_HTTP_ADDR", "Consul HTTP API")
+    _env_option(command, env, "--consul-addr", EnvVar.CONSUL_HTTP_ADDR, "Consul HTTP API")
     _env_option(
         command,
         env,
         "--token-secret-arn",
-        "CONSUL_TOKEN_SECRET_ARN",
+        EnvVar.CONSUL_TOKEN_SECRET_ARN,
         "Secrets Manager secret holding the token; otherwise env CONSUL_HTTP_TOKEN",
     )
     _env_option(
-        command, env, "--ca-cert", "CONSUL_CACERT", "CA bundle for a privately signed Consul"
+        command, env, "--ca-cert", EnvVar.CONSUL_CACERT, "CA bundle for a privately signed Consul"
     )
-    _env_option(command, env, "--datacenter", "CONSUL_DATACENTER", "Consul datacenter")
+    _env_option(command, env, "--datacenter", EnvVar.CONSUL_DATACENTER, "Consul datacenter")
 
 
 class Cli:
@@ -163,23 +156,23 @@ class Cli:
         return SnapshotStore(boto3.client("s3"), args.bucket, args.prefix)
 
     def consul(self, args: argparse.Namespace) -> ConsulClient:
-        if not args.consul_addr:
+        env = self.consul_env(args)
+        if not env.get(EnvVar.CONSUL_HTTP_ADDR):
             raise UsageError("no Consul address: pass --consul-addr or set CONSUL_HTTP_ADDR")
-        token = resolve_token(
-            self.env, args.token_secret_arn, lambda: boto3.client("secretsmanager")
-        )
-        try:
-            return ConsulClient(
-                ConsulSettings(
-                    address=args.consul_addr,
-                    token=token,
-                    datacenter=args.datacenter,
-                    ca_cert_file=args.ca_cert,
-                    ca_cert_pem=self.env.get("CONSUL_CACERT_PEM") or None,
-                )
-            )
-        except ValueError as exc:
-            raise UsageError(f"--consul-addr: {exc}") from exc
+        return ConsulClient(load_consul_settings(env, lambda: boto3.client("secretsmanager")))
+
+    def consul_env(self, args: argparse.Namespace) -> dict[str, str]:
+        """The environment with the Consul flags laid over it, for the function's own loader."""
+        env = dict(self.env)
+        for variable, value in (
+            (EnvVar.CONSUL_HTTP_ADDR, args.consul_addr),
+            (EnvVar.CONSUL_TOKEN_SECRET_ARN, args.token_secret_arn),
+            (EnvVar.CONSUL_CACERT, args.ca_cert),
+            (EnvVar.CONSUL_DATACENTER, args.datacenter),
+        ):
+            if value:
+                env[variable] = value
+        return env
 
     # --- commands ----------------------------------------------------------
 
@@ -195,17 +188,17 @@ class Cli:
                     "bytes": s.size,
                 }
                 self.say(json.dumps(record))
-            return EXIT_OK
+            return ExitCode.OK
         if not snapshots:
             self.say("no snapshots")
-            return EXIT_OK
+            return ExitCode.OK
         self.say(f"{'TAKEN (UTC)':<20} {'CLUSTER':<16} {'RAFT INDEX':>12} {'SIZE':>11}  KEY")
         for s in snapshots:
             self.say(
                 f"{s.taken_at:%Y-%m-%d %H:%M:%S} {s.cluster:<16} {s.raft_index:>12} "
                 f"{human_bytes(s.size):>11}  {s.key}"
             )
-        return EXIT_OK
+        return ExitCode.OK
 
     def _verify_object(
         self, store: SnapshotStore, key: str, sink: Callable[[bytes], None] | None = None
@@ -240,7 +233,7 @@ class Cli:
             f"state {human_bytes(report.state_bytes)}, archive "
             f"{human_bytes(response.get('ContentLength', 0))}, sha256 {sha256}"
         )
-        return EXIT_OK
+        return ExitCode.OK
 
     def download(self, args: argparse.Namespace) -> int:
         store = self.store(args)
@@ -264,7 +257,7 @@ class Cli:
             f"Saved and verified {key} to {target} "
             f"(raft index {report.meta.index}, sha256 {sha256})"
         )
-        return EXIT_OK
+        return ExitCode.OK
 
     def restore(self, args: argparse.Namespace) -> int:
         store = self.store(args)
@@ -301,26 +294,18 @@ class Cli:
         if digest.hexdigest() != sha256:
             raise ArchiveError("the object changed between verification and restore")
         self.say(f"Restored {key} (raft index {report.meta.index}) into {consul.base_url}")
-        return EXIT_OK
+        return ExitCode.OK
 
     def backup(self, args: argparse.Namespace) -> int:
         if args.local:
-            env = dict(self.env)
+            env = self.consul_env(args)
             env.update(
                 {
-                    "CLUSTER_NAME": args.cluster,
-                    "BACKUP_BUCKET": args.bucket or "",
-                    "BACKUP_PREFIX": args.prefix,
-                    "CONSUL_HTTP_ADDR": args.consul_addr or "",
+                    EnvVar.CLUSTER_NAME: args.cluster,
+                    EnvVar.BACKUP_BUCKET: args.bucket or "",
+                    EnvVar.BACKUP_PREFIX: args.prefix,
                 }
             )
-            for name, value in (
-                ("CONSUL_TOKEN_SECRET_ARN", args.token_secret_arn),
-                ("CONSUL_CACERT", args.ca_cert),
-                ("CONSUL_DATACENTER", args.datacenter),
-            ):
-                if value:
-                    env[name] = value
             summary = backup_handler({}, None, env=env)
         else:
             if not args.function_name:
@@ -334,7 +319,7 @@ class Cli:
                 raise RemoteFailureError(f"the backup function failed: {message}")
             summary = payload
         self.say(json.dumps(summary, indent=2, default=str))
-        return EXIT_OK
+        return ExitCode.OK
 
 
 class RemoteFailureError(Exception):
@@ -357,28 +342,28 @@ def run(
         return command(args)
     except ArchiveError as exc:
         print(f"consul-backup: DEFECTIVE snapshot: {exc}", file=err)
-        return EXIT_DEFECTIVE
+        return ExitCode.DEFECTIVE
     except (UsageError, SettingsError) as exc:
         print(f"consul-backup: {exc}", file=err)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except SnapshotNotFoundError as exc:
         print(f"consul-backup: {exc}", file=err)
-        return EXIT_NOT_FOUND
+        return ExitCode.NOT_FOUND
     except NotConfirmedError as exc:
         print(f"consul-backup: {exc}", file=err)
-        return EXIT_NOT_CONFIRMED
+        return ExitCode.NOT_CONFIRMED
     except (ConsulError, TokenError, RemoteFailureError) as exc:
         print(f"consul-backup: {exc}", file=err)
-        return EXIT_REMOTE
+        return ExitCode.REMOTE
     except botocore.exceptions.BotoCoreError as exc:
         print(f"consul-backup: AWS: {exc}", file=err)
-        return EXIT_REMOTE
+        return ExitCode.REMOTE
     except botocore.exceptions.ClientError as exc:
         print(f"consul-backup: AWS refused: {exc}", file=err)
-        return EXIT_REMOTE
+        return ExitCode.REMOTE
     except KeyboardInterrupt:
         print("consul-backup: interrupted", file=err)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
 
 
 def _ask_on_terminal(prompt: str) -> str:

@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
-from devservers.consul_double import ConsulDouble
-from devservers.moto_server import aws_env, moto_server
 from snapshot_backup.token_source import forget_cached_tokens
+from testbed.consul_double import ConsulDouble
+from testbed.moto_server import aws_env, moto_server
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import zlib
 import pytest
 import requests
 
-from devservers.archive_writer import RaftState, archive_bytes, write_archive
 from snapshot_backup.archive_format import member_header
+from testbed.archive_writer import RaftState, archive_bytes, write_archive
 
 
 def padded(size: int) -> int:

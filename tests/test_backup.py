@@ -21,16 +21,16 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from devservers.archive_writer import ArchiveDefects, RaftState, write_archive
-from devservers.consul_double import ConsulDouble, MidStreamFault
-from devservers.tls import make_private_ca
 from handler import handler
-from snapshot_backup.backup import DEADLINE_MARGIN_SECONDS, DeadlineError
+from snapshot_backup.deadline import DEADLINE_MARGIN_SECONDS, DeadlineError
 from snapshot_backup.consul import ConsulError
 from snapshot_backup.keys import snapshot_key
 from snapshot_backup.s3_upload import MIN_PART_BYTES, UploadError
 from snapshot_backup.settings import SettingsError
 from snapshot_backup.verify import ArchiveError, StricterThanConsulError
+from testbed.archive_writer import ArchiveDefects, RaftState, write_archive
+from testbed.consul_double import ConsulDouble, MidStreamFault
+from testbed.tls import make_private_ca
 from tests.conftest import assert_nothing_stored, stored_objects
 from tests.test_verify import REFUSED, STRICTER
 

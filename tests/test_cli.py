@@ -12,20 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from consul_backup.cli import (
-    EXIT_DEFECTIVE,
-    EXIT_NOT_CONFIRMED,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_REMOTE,
-    EXIT_USAGE,
-    run,
-)
-from devservers.archive_writer import RaftState, archive_bytes
-from devservers.consul_double import ConsulDouble
+from consul_backup.cli import run
+from consul_backup.exit_codes import ExitCode
 from snapshot_backup.backup import handler
 from snapshot_backup.keys import snapshot_key
 from snapshot_backup.s3_upload import MIN_PART_BYTES
+from testbed.archive_writer import RaftState, archive_bytes
+from testbed.consul_double import ConsulDouble
 
 PREFIX = "consul-snapshots/"
 
@@ -87,7 +80,7 @@ def test_list_is_newest_first_and_ignores_foreign_objects(s3, bucket):
     s3.put_object(Bucket=bucket, Key=f"{PREFIX}prod/README.txt", Body=b"not a snapshot")
 
     result = cli("list", "--bucket", bucket, "--cluster", "prod", "--json")
-    assert result.code == EXIT_OK
+    assert result.code == ExitCode.OK
     listed = [json.loads(line) for line in result.out.splitlines()]
     assert [r["key"] for r in listed] == [keys[0], keys[2], keys[1]]
     assert [r["raft_index"] for r in listed] == [102, 101, 100]
@@ -103,7 +96,7 @@ def test_list_is_newest_first_and_ignores_foreign_objects(s3, bucket):
 def test_verify_latest_reports_index_and_size(consul, s3, bucket):
     summary = back_up(consul, bucket)
     result = cli("verify", "--bucket", bucket, "--cluster", "prod", "latest")
-    assert result.code == EXIT_OK, result.err
+    assert result.code == ExitCode.OK, result.err
     assert summary["key"] in result.out
     assert f"raft index {consul.state.index}, term {consul.state.term}" in result.out
     assert summary["sha256"] in result.out
@@ -115,11 +108,15 @@ def test_verify_fails_on_a_corrupted_object(consul, s3, bucket):
     later = datetime.now(UTC) + timedelta(hours=1)
     bad_key = put_archive(s3, bucket, "prod", later, 99, corrupt(stored))
     result = cli("verify", "--bucket", bucket, "--cluster", "prod", "latest")
-    assert result.code == EXIT_DEFECTIVE
+    assert result.code == ExitCode.DEFECTIVE
     assert "DEFECTIVE" in result.err
     # An explicit key of the good one still verifies.
-    assert cli("verify", "--bucket", bucket, "--cluster", "prod", summary["key"]).code == EXIT_OK
-    assert cli("verify", "--bucket", bucket, "--cluster", "prod", bad_key).code == EXIT_DEFECTIVE
+    assert (
+        cli("verify", "--bucket", bucket, "--cluster", "prod", summary["key"]).code == ExitCode.OK
+    )
+    assert (
+        cli("verify", "--bucket", bucket, "--cluster", "prod", bad_key).code == ExitCode.DEFECTIVE
+    )
 
 
 def test_verify_catches_an_object_that_disagrees_with_its_recorded_sha256(consul, s3, bucket):
@@ -127,7 +124,7 @@ def test_verify_catches_an_object_that_disagrees_with_its_recorded_sha256(consul
     other = archive_bytes(RaftState(index=7, term=1, data=b"another state"))
     s3.put_object(Bucket=bucket, Key=summary["key"], Body=other, Metadata={"sha256": "0" * 64})
     result = cli("verify", "--bucket", bucket, "--cluster", "prod", "latest")
-    assert result.code == EXIT_DEFECTIVE
+    assert result.code == ExitCode.DEFECTIVE
     assert "differs from the recorded" in result.err
 
 
@@ -142,7 +139,7 @@ def test_restore_round_trip_is_byte_identical(s3, bucket):
             "--consul-addr", target.address, "--yes",
             env={"CONSUL_HTTP_TOKEN": "root-token"},
         )  # fmt: skip
-        assert result.code == EXIT_OK, result.err
+        assert result.code == ExitCode.OK, result.err
         [put] = [r for r in target.requests if r.method == "PUT"]
         assert put.headers["Content-Length"] == str(len(stored))
         assert put.headers["X-Consul-Token"] == "root-token"
@@ -164,7 +161,7 @@ def test_restore_refuses_a_defective_snapshot_and_sends_nothing(consul, s3, buck
             "restore", "--bucket", bucket, "--cluster", "prod", "latest",
             "--consul-addr", target.address, "--yes",
         )  # fmt: skip
-        assert result.code == EXIT_DEFECTIVE
+        assert result.code == ExitCode.DEFECTIVE
         assert target.requests == []
 
 
@@ -174,10 +171,10 @@ def test_restore_asks_first_and_sends_nothing_without_a_yes(consul, s3, bucket):
         args = ("restore", "--bucket", bucket, "--cluster", "prod", "latest",
                 "--consul-addr", target.address)  # fmt: skip
         refused = cli(*args, answer="no")
-        assert refused.code == EXIT_NOT_CONFIRMED
+        assert refused.code == ExitCode.NOT_CONFIRMED
         assert target.requests == []
         accepted = cli(*args, env={"CONSUL_HTTP_TOKEN": "root-token"}, answer="restore")
-        assert accepted.code == EXIT_OK, accepted.err
+        assert accepted.code == ExitCode.OK, accepted.err
         assert target.restores == 1
 
 
@@ -188,7 +185,7 @@ def test_restore_reports_consuls_refusal(consul, s3, bucket):
             "restore", "--bucket", bucket, "--cluster", "prod", "latest",
             "--consul-addr", target.address, "--yes", env={"CONSUL_HTTP_TOKEN": "wrong"},
         )  # fmt: skip
-    assert result.code == EXIT_REMOTE
+    assert result.code == ExitCode.REMOTE
     assert "Consul refused the restore (403): ACL not found" in result.err
 
 
@@ -196,17 +193,17 @@ def test_download_writes_only_a_verified_file(consul, s3, bucket, tmp_path):
     summary = back_up(consul, bucket)
     target = tmp_path / "prod.snap"
     result = cli("download", "--bucket", bucket, "--cluster", "prod", "latest", "-o", str(target))
-    assert result.code == EXIT_OK, result.err
+    assert result.code == ExitCode.OK, result.err
     stored = s3.get_object(Bucket=bucket, Key=summary["key"])["Body"].read()
     assert target.read_bytes() == stored
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prod.snap"]
     assert cli("download", "--bucket", bucket, "--cluster", "prod", "latest",
-               "-o", str(target)).code == EXIT_USAGE  # fmt: skip
+               "-o", str(target)).code == ExitCode.USAGE  # fmt: skip
 
     s3.put_object(Bucket=bucket, Key=summary["key"], Body=corrupt(stored))
     broken = tmp_path / "broken.snap"
     result = cli("download", "--bucket", bucket, "--cluster", "prod", "latest", "-o", str(broken))
-    assert result.code == EXIT_DEFECTIVE
+    assert result.code == ExitCode.DEFECTIVE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prod.snap"]
 
 
@@ -215,7 +212,7 @@ def test_backup_local_runs_the_handler(consul, s3, bucket):
         "backup", "--local", "--bucket", bucket, "--cluster", "prod",
         "--consul-addr", consul.address, env={"CONSUL_HTTP_TOKEN": "root-token"},
     )  # fmt: skip
-    assert result.code == EXIT_OK, result.err
+    assert result.code == ExitCode.OK, result.err
     summary = json.loads(result.out)
     assert s3.head_object(Bucket=bucket, Key=summary["key"])["ContentLength"] == summary["bytes"]
 
@@ -227,19 +224,19 @@ def test_backup_local_failure_is_an_error_exit(consul, s3, bucket):
         "--consul-addr", consul.address,
         env={"CONSUL_HTTP_TOKEN": "root-token", "CONSUL_RETRIES": "0"},
     )  # fmt: skip
-    assert result.code == EXIT_REMOTE
+    assert result.code == ExitCode.REMOTE
     assert "No cluster leader" in result.err
 
 
 def test_missing_settings_and_snapshots(s3, bucket):
     env = {"BACKUP_BUCKET": ""}
-    assert cli("list", env=env).code == EXIT_USAGE
+    assert cli("list", env=env).code == ExitCode.USAGE
     missing = cli("verify", "--bucket", bucket, "--cluster", "prod", "latest")
-    assert missing.code == EXIT_NOT_FOUND
+    assert missing.code == ExitCode.NOT_FOUND
     assert "no snapshot of cluster 'prod'" in missing.err
     elsewhere = cli("verify", "--bucket", bucket, "--cluster", "prod", "other/key.snap")
-    assert elsewhere.code == EXIT_NOT_FOUND
-    assert cli("backup", "--bucket", bucket, "--cluster", "prod").code == EXIT_USAGE
+    assert elsewhere.code == ExitCode.NOT_FOUND
+    assert cli("backup", "--bucket", bucket, "--cluster", "prod").code == ExitCode.USAGE
 
 
 @pytest.mark.parametrize("command", ["list", "verify", "download", "restore", "backup"])

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from components.consul_snapshot_backup import cluster_key_prefix
 from components.function_code import FUNCTION_ROOT, FUNCTION_SOURCES
-from devservers.pulumi_mocks import (
+from testbed.pulumi_mocks import (
     ACCOUNT,
     INVOKES,
     REGION,
@@ -24,7 +23,6 @@ from devservers.pulumi_mocks import (
     is_unknown,
     run_program,
 )
-from snapshot_backup.keys import cluster_prefix
 
 TOKEN = "b3ta-t0ken-7c1e0d9a"
 ALPHA_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:consul/alpha-AbCdEf"
@@ -439,11 +437,3 @@ def test_an_unmocked_invoke_fails_the_run(monkeypatch):
     monkeypatch.delitem(INVOKES, "aws:index/getRegion:getRegion")
     with pytest.raises(Exception, match="unmocked invoke aws:index/getRegion:getRegion"):
         run_program(STACK)
-
-
-@pytest.mark.parametrize("prefix", ["consul-snapshots/", "backups/consul", "/a/b/", "", "  x  "])
-def test_the_policy_prefix_is_where_the_function_writes(prefix):
-    # The component cannot import the function's package at `pulumi up` (it is
-    # not installed there), so it keeps its own copy of the layout rule: this
-    # pins the two together, since a mismatch would deny every backup.
-    assert cluster_key_prefix(prefix, "alpha") == cluster_prefix(prefix, "alpha")

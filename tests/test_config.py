@@ -10,8 +10,8 @@ import pytest
 
 from components.config import ConfigError, parse_stack
 from components.schedule import ScheduleError, schedule_interval_minutes
-from devservers.pulumi_mocks import run_program
-from devservers.stack_config import EXAMPLE_PASSPHRASE, StackConfigError, load_stack_config
+from testbed.pulumi_mocks import run_program
+from testbed.stack_file import EXAMPLE_PASSPHRASE, StackConfigError, load_stack_config
 
 REPO = Path(__file__).resolve().parent.parent
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:consul/token-AbCdEf"
@@ -170,7 +170,7 @@ CASES = {
                 "vpcId": "vpc-1",
             }
         ),
-        "clusters[1] (beta): unknown key vpc.'vpcId'",
+        "clusters[1] (beta): unknown key 'vpc.vpcId'",
     ),
     # the token: neither, both, or for a cluster that does not exist
     "no token": (lambda s: s["tokens"].clear(), "clusters[1] (beta): token is missing"),
@@ -189,15 +189,15 @@ CASES = {
     # incomplete VPC settings
     "vpc without security groups": (
         beta(vpc={"subnetIds": ["subnet-0123456789abcdef0"]}),
-        "clusters[1] (beta): securityGroupIds needs at least one entry",
+        "clusters[1] (beta): vpc.securityGroupIds is required",
     ),
     "vpc with empty subnets": (
         beta(vpc={"subnetIds": [], "securityGroupIds": ["sg-0123456789abcdef0"]}),
-        "clusters[1] (beta): subnetIds needs at least one entry",
+        "clusters[1] (beta): vpc.subnetIds needs at least one entry",
     ),
     "vpc with a bad subnet": (
         beta(vpc={"subnetIds": ["vpc-123"], "securityGroupIds": ["sg-0123456789abcdef0"]}),
-        "subnetIds entry 'vpc-123' is not a subnet ID",
+        "vpc.subnetIds entry 'vpc-123' is not a subnet ID",
     ),
     # shared bucket
     "kms per cluster with a shared bucket": (
@@ -281,7 +281,9 @@ def test_the_example_stack_is_valid_and_its_secret_decrypts():
     assert secret_keys == {"consul-backup:tokens"}
     settings = parse_stack(values["consul-backup:clusters"], values["consul-backup:tokens"], None)
     assert [c.name for c in settings.clusters] == ["prod", "staging"]
-    assert settings.clusters[0].token_secret_arn and "staging" in settings.tokens
+    prod, staging = (cluster.args for cluster in settings.clusters)
+    assert prod.token_secret_arn and prod.token is None
+    assert staging.token and staging.token_secret_arn is None
     run = run_program(values)
     assert {r.name for r in run.of_type("aws:lambda/function:Function")} == {
         "prod-function",

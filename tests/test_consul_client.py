@@ -13,10 +13,6 @@ import pytest
 import requests
 import urllib3
 
-from devservers.archive_writer import RaftState
-from devservers.consul_double import ConsulDouble, MidStreamFault
-from devservers.moto_server import free_port
-from devservers.tls import make_private_ca
 from snapshot_backup.consul import (
     ConsulClient,
     ConsulError,
@@ -25,6 +21,10 @@ from snapshot_backup.consul import (
     normalize_address,
 )
 from snapshot_backup.verify import verify_archive
+from testbed.archive_writer import RaftState
+from testbed.consul_double import ConsulDouble, MidStreamFault
+from testbed.moto_server import free_port
+from testbed.tls import make_private_ca
 
 FAST = (0.01, 0.01, 0.01)
 

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_the_demo_runs_to_the_end_and_stops_its_servers():
     done = subprocess.run(
-        [sys.executable, "-m", "devservers.demo"],
+        [sys.executable, "-m", "testbed.demo"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -16,7 +16,6 @@ import tarfile
 
 import pytest
 
-from devservers.archive_writer import ArchiveDefects, RaftState, archive_bytes
 from snapshot_backup.snapshot_meta import SnapshotMeta
 from snapshot_backup.verify import (
     ArchiveError,
@@ -24,6 +23,7 @@ from snapshot_backup.verify import (
     TeeReader,
     verify_archive,
 )
+from testbed.archive_writer import ArchiveDefects, RaftState, archive_bytes
 from tests.archives import (
     BLOCK,
     CONSUL_META,

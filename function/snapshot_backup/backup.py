@@ -10,9 +10,9 @@ that Lambda counts an error and the alarms fire.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -21,18 +21,14 @@ import boto3
 import urllib3
 from botocore.config import Config
 
-from .consul import ConsulClient, ConsulError, ConsulSettings, SnapshotStream, retry_delays
+from .consul import ConsulClient, ConsulError, SnapshotStream
+from .deadline import STALLED, TOO_SLOW, Deadline, DeadlineError
+from .environment import EnvVar
 from .keys import snapshot_key
-from .s3_upload import StreamingUpload
+from .s3_upload import MetadataTooLateError, StreamingUpload
 from .settings import BackupSettings, load_settings
 from .telemetry import emit, run_record
-from .token_source import resolve_token
 from .verify import SnapshotMeta, TeeReader, verify_archive
-
-# Stop this long before Lambda would kill the run, so that there is time to
-# abort the upload and to log the failure: a killed run leaves an open upload
-# (lifecycle removes it a day later) and no log line.
-DEADLINE_MARGIN_SECONDS = 20.0
 
 _AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=8)
 
@@ -52,70 +48,10 @@ def aws_client(service: str) -> Any:
     )
 
 
-class DeadlineError(TimeoutError):
-    """The invocation is about to run out of time."""
-
-
-class StallGuard:
-    """At the deadline, unblocks a read still waiting on a stalled snapshot stream.
-
-    Every byte that arrives is checked against the deadline, but a stream that
-    stops sending would hold the read for the whole read timeout, past the
-    deadline: Lambda would then kill the run before it aborts and logs.
-    """
-
-    def __init__(self, deadline: float | None, snapshot: SnapshotStream) -> None:
-        self.fired = False
-        self._timer: threading.Timer | None = None
-        if deadline is not None:
-            delay = max(0.0, deadline - time.monotonic())
-            self._timer = threading.Timer(delay, self._fire, args=(snapshot,))
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _fire(self, snapshot: SnapshotStream) -> None:
-        self.fired = True
-        snapshot.interrupt()
-
-    def stop(self) -> bool:
-        """Stop the timer; True when it had already cut the stream.
-
-        Should it fire while this runs, it cuts a stream that was read to its
-        end already, which changes nothing: the answer given here stands.
-        """
-        if self._timer is not None:
-            self._timer.cancel()
-        return self.fired
-
-
-def deadline_from(context: Any) -> float | None:
-    """A monotonic deadline from the Lambda context, or None when run elsewhere."""
-    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
-    if remaining_ms is None:
-        return None
-    return time.monotonic() + remaining_ms() / 1000 - DEADLINE_MARGIN_SECONDS
-
-
-def consul_client_for(
-    settings: BackupSettings, env: Mapping[str, str], deadline: float | None = None
-) -> ConsulClient:
-    token = resolve_token(env, settings.token_secret_arn, lambda: aws_client("secretsmanager"))
-    read_timeout = settings.read_timeout
-    if deadline is not None:
-        # Waiting for the first byte must not outlast the invocation either.
-        read_timeout = max(1.0, min(read_timeout, deadline - time.monotonic()))
-    return ConsulClient(
-        ConsulSettings(
-            address=settings.consul_address,
-            token=token,
-            datacenter=settings.datacenter,
-            stale=settings.stale,
-            ca_cert_file=settings.ca_cert_file,
-            ca_cert_pem=settings.ca_cert_pem,
-            read_timeout=read_timeout,
-            retry_delays=retry_delays(settings.retries),
-        )
-    )
+def consul_client_for(settings: BackupSettings, deadline: Deadline) -> ConsulClient:
+    # Waiting for the first byte must not outlast the invocation either.
+    read_timeout = deadline.clamp(settings.consul.read_timeout)
+    return ConsulClient(replace(settings.consul, read_timeout=read_timeout))
 
 
 def _snapshot_metadata(settings: BackupSettings, snapshot: SnapshotStream) -> dict[str, str]:
@@ -125,41 +61,39 @@ def _snapshot_metadata(settings: BackupSettings, snapshot: SnapshotStream) -> di
         "known-leader": "true" if snapshot.known_leader else "false",
         "last-contact-ms": str(snapshot.last_contact_ms),
     }
-    if settings.datacenter:
-        metadata["datacenter"] = settings.datacenter
+    if settings.consul.datacenter:
+        metadata["datacenter"] = settings.consul.datacenter
     return metadata
 
 
-def _deadline_error(size: int, why: str) -> DeadlineError:
-    return DeadlineError(f"the invocation is about to time out after {size} bytes: {why}")
-
-
-_TOO_SLOW = "raise the function's timeout or memory"
-_STALLED = "Consul stopped sending the snapshot"
-
-
 def run_backup(
-    settings: BackupSettings, consul: ConsulClient, s3: Any, deadline: float | None = None
+    settings: BackupSettings, consul: ConsulClient, s3: Any, deadline: Deadline | None = None
 ) -> dict[str, Any]:
     """Take one snapshot and store it; returns the summary of what was stored."""
-    if deadline is not None and time.monotonic() > deadline:
-        raise DeadlineError("no time left in this invocation to take a snapshot")
+    deadline = deadline or Deadline(None)
+    deadline.check(why="no time left in this invocation to take a snapshot")
     snapshot = consul.open_snapshot()
     taken_at = datetime.now(UTC)
     key = snapshot_key(settings.prefix, settings.cluster_name, taken_at, snapshot.consul_index)
     upload = StreamingUpload(
         s3=s3, bucket=settings.bucket, key=key, metadata=_snapshot_metadata(settings, snapshot)
     )
+    omitted: list[str] = []
 
     def store(data: bytes) -> None:
-        if deadline is not None and time.monotonic() > deadline:
-            raise _deadline_error(upload.size, _TOO_SLOW)
+        deadline.check(upload.size)
         upload.write(data)
 
     def record_meta(meta: SnapshotMeta) -> None:
-        upload.metadata.update({"raft-index": str(meta.index), "raft-term": str(meta.term)})
+        raft = {"raft-index": str(meta.index), "raft-term": str(meta.term)}
+        try:
+            upload.add_metadata(raft)
+        except MetadataTooLateError:
+            # Only an archive whose meta.json comes after 8 MiB of state gets here;
+            # Consul writes it first. The summary says what the object lacks.
+            omitted.extend(raft)
 
-    guard = StallGuard(deadline, snapshot)
+    guard = deadline.guard(snapshot)
     cut_at_deadline = False
     try:
         try:
@@ -170,7 +104,7 @@ def run_backup(
             # The stream is read (or failed); S3's calls have botocore's timeouts.
             cut_at_deadline = guard.stop()
         if cut_at_deadline:  # verified, but only just as the deadline passed
-            raise _deadline_error(upload.size, _TOO_SLOW)
+            raise deadline.error(upload.size, TOO_SLOW)
         stored = upload.commit()
     except BaseException as failure:
         try:
@@ -181,11 +115,11 @@ def run_backup(
                 "the bucket's lifecycle rule removes incomplete uploads after a day"
             )
         if cut_at_deadline and not isinstance(failure, DeadlineError):
-            raise _deadline_error(upload.size, _STALLED) from failure
+            raise deadline.error(upload.size, STALLED) from failure
         raise
     finally:
         snapshot.close()
-    return {
+    summary: dict[str, Any] = {
         "cluster": settings.cluster_name,
         "bucket": stored.bucket,
         "key": stored.key,
@@ -198,16 +132,19 @@ def run_backup(
         "known_leader": snapshot.known_leader,
         "parts": stored.parts,
     }
+    if omitted:
+        summary["metadata_omitted"] = omitted
+    return summary
 
 
 def handler(event: Any, context: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     started = time.monotonic()
-    cluster = env.get("CLUSTER_NAME", "") or "unknown"
+    cluster = env.get(EnvVar.CLUSTER_NAME, "") or "unknown"
     try:
-        settings = load_settings(env)
-        deadline = deadline_from(context)
-        consul = consul_client_for(settings, env, deadline)
+        deadline = Deadline.from_context(context)
+        settings = load_settings(env, lambda: aws_client("secretsmanager"))
+        consul = consul_client_for(settings, deadline)
         summary = run_backup(settings, consul, aws_client("s3"), deadline)
     except Exception as exc:
         notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))

@@ -64,6 +64,8 @@ def normalize_address(address: str) -> str:
 class ConsulSettings:
     address: str
     token: str | None = None
+    # Where the token came from, when it came from Secrets Manager.
+    token_secret_arn: str | None = None
     datacenter: str | None = None
     stale: bool = False
     ca_cert_file: str | None = None

@@ -12,6 +12,16 @@ from datetime import UTC, datetime
 
 DEFAULT_PREFIX = "consul-snapshots/"
 SNAPSHOT_SUFFIX = ".snap"
+# A cluster's name is part of every key (and of the AWS names the component
+# derives from it): lowercase letters, digits and hyphens, starting with a
+# letter; 32 characters keep bucket names (63) and role and function names (64)
+# within AWS's limits.
+MAX_CLUSTER_NAME = 32
+CLUSTER_NAME = re.compile(rf"[a-z]([a-z0-9-]{{0,{MAX_CLUSTER_NAME - 2}}}[a-z0-9])?")
+CLUSTER_NAME_RULE = (
+    "lowercase letters, digits and hyphens, starting with a letter, not ending in a "
+    f"hyphen, at most {MAX_CLUSTER_NAME} characters"
+)
 _KEY_PATTERN = re.compile(
     r"(?P<cluster>[^/]+)/\d{4}/\d{2}/\d{2}/(?P=cluster)-(?P<stamp>\d{8}T\d{6}Z)-(?P<index>\d+)\.snap$"
 )
@@ -23,7 +33,8 @@ def normalize_prefix(prefix: str | None) -> str:
     return f"{prefix}/" if prefix else ""
 
 
-def cluster_prefix(prefix: str, cluster: str) -> str:
+def cluster_prefix(prefix: str | None, cluster: str) -> str:
+    """Where one cluster's snapshots live: the function writes there and nowhere else."""
     return f"{normalize_prefix(prefix)}{cluster}/"
 
 

@@ -34,6 +34,10 @@ class UploadError(Exception):
     """S3 did not accept the snapshot."""
 
 
+class MetadataTooLateError(UploadError):
+    """Metadata given after S3 fixed it: the multipart upload has started."""
+
+
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
@@ -58,8 +62,10 @@ class StoredObject:
 class StreamingUpload:
     """One S3 object written by ``write()`` calls and published by ``commit()``.
 
-    ``metadata`` may be filled in until the first part is sent (multipart) or
-    until ``commit()`` (single PutObject): S3 fixes it when the upload starts.
+    Metadata is given at construction and may be added with ``add_metadata``
+    until the first part is sent (multipart) or until ``commit()`` (single
+    PutObject): S3 fixes it when the upload starts, and a later addition raises
+    ``MetadataTooLateError`` rather than vanish.
     A single PutObject also records the body's SHA-256 as metadata ``sha256``;
     a multipart upload cannot, as its digest is known only after the last part.
 
@@ -80,7 +86,7 @@ class StreamingUpload:
         self.s3 = s3
         self.bucket = bucket
         self.key = key
-        self.metadata = dict(metadata or {})
+        self._metadata = dict(metadata or {})
         self.part_bytes = part_bytes
         self.parts_in_flight = parts_in_flight
         self.size = 0
@@ -95,6 +101,19 @@ class StreamingUpload:
         # One thread, so parts are hashed in the order they were written.
         self._hasher: ThreadPoolExecutor | None = None
         self._closed = False
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The object's metadata as it stands (a copy)."""
+        return dict(self._metadata)
+
+    def add_metadata(self, items: dict[str, str]) -> None:
+        """Add to the object's metadata while S3 can still take it."""
+        if self._upload_id is not None or self._closed:
+            raise MetadataTooLateError(
+                f"metadata {sorted(items)} came after the upload started; S3 fixed it then"
+            )
+        self._metadata.update(items)
 
     def _current_part_bytes(self) -> int:
         return self.part_bytes << (len(self._parts) // PARTS_PER_SIZE_STEP)
@@ -147,7 +166,7 @@ class StreamingUpload:
         response = self.s3.create_multipart_upload(
             Bucket=self.bucket,
             Key=self.key,
-            Metadata=self.metadata,
+            Metadata=self._metadata,
             ContentType="application/gzip",
             ChecksumAlgorithm="CRC32",
         )
@@ -193,7 +212,7 @@ class StreamingUpload:
                 Bucket=self.bucket,
                 Key=self.key,
                 Body=body,
-                Metadata={**self.metadata, "sha256": sha256.hex()},
+                Metadata={**self._metadata, "sha256": sha256.hex()},
                 ContentType="application/gzip",
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=_b64(sha256),

@@ -1,19 +1,28 @@
-"""The function's environment contract, read and checked in one place."""
+"""The environment contract, read and checked in one place, once per run.
+
+``load_settings`` turns the environment into everything a backup run needs,
+the Consul connection and its token included; ``load_consul_settings`` is the
+part that reaches Consul, which the operator CLI uses with its flags laid over
+the environment. Nothing here is read twice.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from .consul import DEFAULT_READ_TIMEOUT, normalize_address
-from .keys import normalize_prefix
+from .consul import DEFAULT_READ_TIMEOUT, ConsulSettings, normalize_address, retry_delays
+from .environment import EnvVar
+from .keys import CLUSTER_NAME, CLUSTER_NAME_RULE, normalize_prefix
+from .token_source import resolve_token
 
-CLUSTER_NAME_PATTERN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 DEFAULT_RETRIES = 3
 MAX_RETRIES = 6
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+
+SecretsClientFactory = Callable[[], Any]
 
 
 class SettingsError(ValueError):
@@ -22,27 +31,75 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class BackupSettings:
-    consul_address: str
+    """One cluster's backup: where it goes, and how to reach Consul (token included)."""
+
     cluster_name: str
     bucket: str
     prefix: str
-    token_secret_arn: str | None
-    datacenter: str | None
-    stale: bool
-    ca_cert_file: str | None
-    ca_cert_pem: str | None
-    read_timeout: float
-    retries: int
+    consul: ConsulSettings
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # ConsulSettings keeps the token out of its own repr
         return (
-            f"BackupSettings(cluster={self.cluster_name!r}, consul={self.consul_address!r}, "
-            f"bucket={self.bucket!r}, prefix={self.prefix!r})"
+            f"BackupSettings(cluster={self.cluster_name!r}, bucket={self.bucket!r}, "
+            f"prefix={self.prefix!r}, consul={self.consul!r})"
         )
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    value = env.get(name, "").strip().lower()
+def load_settings(env: Mapping[str, str], secrets_client: SecretsClientFactory) -> BackupSettings:
+    """Everything a run needs, from ``env``; the token is read from Secrets Manager once."""
+    cluster = _required(env, EnvVar.CLUSTER_NAME)
+    if not CLUSTER_NAME.fullmatch(cluster):
+        raise SettingsError(f"{EnvVar.CLUSTER_NAME} {cluster!r} must be {CLUSTER_NAME_RULE}")
+    bucket = _required(env, EnvVar.BACKUP_BUCKET)
+    consul = load_consul_settings(env, secrets_client)
+    return BackupSettings(
+        cluster_name=cluster,
+        bucket=bucket,
+        prefix=normalize_prefix(env.get(EnvVar.BACKUP_PREFIX)),
+        consul=consul,
+    )
+
+
+def load_consul_settings(
+    env: Mapping[str, str], secrets_client: SecretsClientFactory
+) -> ConsulSettings:
+    """How to reach Consul: address, token, datacenter, TLS, timeouts and retries."""
+    try:
+        address = normalize_address(_required(env, EnvVar.CONSUL_HTTP_ADDR))
+    except ValueError as exc:
+        raise SettingsError(f"{EnvVar.CONSUL_HTTP_ADDR}: {exc}") from exc
+    read_timeout_text = _text(env, EnvVar.CONSUL_READ_TIMEOUT)
+    try:
+        read_timeout = float(read_timeout_text) if read_timeout_text else DEFAULT_READ_TIMEOUT
+    except ValueError as exc:
+        raise SettingsError(
+            f"{EnvVar.CONSUL_READ_TIMEOUT} {read_timeout_text!r} is not seconds"
+        ) from exc
+    retries_text = _text(env, EnvVar.CONSUL_RETRIES) or str(DEFAULT_RETRIES)
+    if not retries_text.isdigit() or int(retries_text) > MAX_RETRIES:
+        raise SettingsError(
+            f"{EnvVar.CONSUL_RETRIES} must be a whole number from 0 to {MAX_RETRIES}"
+        )
+    secret_arn = _text(env, EnvVar.CONSUL_TOKEN_SECRET_ARN) or None
+    return ConsulSettings(
+        address=address,
+        token=resolve_token(env, secret_arn, secrets_client),
+        token_secret_arn=secret_arn,
+        datacenter=_text(env, EnvVar.CONSUL_DATACENTER) or None,
+        stale=_flag(env, EnvVar.CONSUL_STALE),
+        ca_cert_file=_text(env, EnvVar.CONSUL_CACERT) or None,
+        ca_cert_pem=_text(env, EnvVar.CONSUL_CACERT_PEM) or None,
+        read_timeout=read_timeout,
+        retry_delays=retry_delays(int(retries_text)),
+    )
+
+
+def _text(env: Mapping[str, str], name: EnvVar) -> str:
+    return (env.get(name) or "").strip()
+
+
+def _flag(env: Mapping[str, str], name: EnvVar) -> bool:
+    value = _text(env, name).lower()
     if value in TRUE_WORDS:
         return True
     if value in FALSE_WORDS:
@@ -50,41 +107,8 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise SettingsError(f"{name} must be true or false, not {value!r}")
 
 
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
+def _required(env: Mapping[str, str], name: EnvVar) -> str:
+    value = _text(env, name)
     if not value:
         raise SettingsError(f"{name} is required")
     return value
-
-
-def load_settings(env: Mapping[str, str]) -> BackupSettings:
-    cluster = _required(env, "CLUSTER_NAME")
-    if not CLUSTER_NAME_PATTERN.fullmatch(cluster):
-        raise SettingsError(
-            f"CLUSTER_NAME {cluster!r} must be lowercase letters, digits and hyphens"
-        )
-    try:
-        address = normalize_address(_required(env, "CONSUL_HTTP_ADDR"))
-    except ValueError as exc:
-        raise SettingsError(f"CONSUL_HTTP_ADDR: {exc}") from exc
-    read_timeout_text = env.get("CONSUL_READ_TIMEOUT", "").strip()
-    try:
-        read_timeout = float(read_timeout_text) if read_timeout_text else DEFAULT_READ_TIMEOUT
-    except ValueError as exc:
-        raise SettingsError(f"CONSUL_READ_TIMEOUT {read_timeout_text!r} is not seconds") from exc
-    retries_text = env.get("CONSUL_RETRIES", "").strip() or str(DEFAULT_RETRIES)
-    if not retries_text.isdigit() or int(retries_text) > MAX_RETRIES:
-        raise SettingsError(f"CONSUL_RETRIES must be a whole number from 0 to {MAX_RETRIES}")
-    return BackupSettings(
-        consul_address=address,
-        cluster_name=cluster,
-        bucket=_required(env, "BACKUP_BUCKET"),
-        prefix=normalize_prefix(env.get("BACKUP_PREFIX")),
-        token_secret_arn=env.get("CONSUL_TOKEN_SECRET_ARN", "").strip() or None,
-        datacenter=env.get("CONSUL_DATACENTER", "").strip() or None,
-        stale=_flag(env, "CONSUL_STALE"),
-        ca_cert_file=env.get("CONSUL_CACERT", "").strip() or None,
-        ca_cert_pem=env.get("CONSUL_CACERT_PEM", "").strip() or None,
-        read_timeout=read_timeout,
-        retries=int(retries_text),
-    )

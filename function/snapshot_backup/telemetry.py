@@ -13,6 +13,7 @@ import time
 from typing import Any, TextIO
 
 NAMESPACE = "ConsulBackup"
+CLUSTER_DIMENSION = "Cluster"
 SUCCESS_METRIC = "BackupSuccess"
 FAILURE_METRIC = "BackupFailure"
 BYTES_METRIC = "SnapshotBytes"
@@ -28,7 +29,7 @@ def run_record(
             "CloudWatchMetrics": [
                 {
                     "Namespace": NAMESPACE,
-                    "Dimensions": [["Cluster"]],
+                    "Dimensions": [[CLUSTER_DIMENSION]],
                     "Metrics": [
                         {"Name": SUCCESS_METRIC, "Unit": "Count"},
                         {"Name": FAILURE_METRIC, "Unit": "Count"},
@@ -38,7 +39,7 @@ def run_record(
                 }
             ],
         },
-        "Cluster": cluster,
+        CLUSTER_DIMENSION: cluster,
         "outcome": "success" if succeeded else "failure",
         SUCCESS_METRIC: 1 if succeeded else 0,
         FAILURE_METRIC: 0 if succeeded else 1,

@@ -10,6 +10,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from .environment import EnvVar
+
 _cache: dict[str, str] = {}
 _lock = threading.Lock()
 
@@ -40,7 +42,7 @@ def resolve_token(
     """The token to send, or None to use the agent's default (anonymous) token."""
     if secret_arn:
         return token_from_secret(secrets_client_factory(), secret_arn)
-    return env.get("CONSUL_HTTP_TOKEN", "").strip() or None
+    return (env.get(EnvVar.CONSUL_HTTP_TOKEN) or "").strip() or None
 
 
 def forget_cached_tokens() -> None:

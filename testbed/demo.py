@@ -22,14 +22,14 @@ from typing import Any
 
 import boto3
 
-from devservers.archive_writer import RaftState
-from devservers.consul_double import ConsulDouble
-from devservers.moto_server import aws_env, moto_server
-from devservers.pulumi_mocks import ProgramRun, Resource, run_program
-from devservers.stack_config import EXAMPLE_PASSPHRASE, load_stack_config
 from snapshot_backup.backup import handler
 from snapshot_backup.consul import ConsulClient, ConsulSettings
 from snapshot_backup.verify import verify_archive
+from testbed.archive_writer import RaftState
+from testbed.consul_double import ConsulDouble
+from testbed.moto_server import aws_env, moto_server
+from testbed.pulumi_mocks import ProgramRun, Resource, run_program
+from testbed.stack_file import EXAMPLE_PASSPHRASE, load_stack_config
 
 REPO = Path(__file__).resolve().parent.parent
 STACK_FILE = REPO / "Pulumi.dev.yaml"

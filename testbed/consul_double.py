@@ -7,7 +7,7 @@ a 200 whose stream is cut and followed by error text, a reset connection, and
 archives with bad hashes or the wrong members. ``PUT /v1/snapshot`` verifies and
 restores, so a restore round trip can be checked against the state it replaced.
 
-Run ``python -m devservers.consul_double --port 8500`` to serve one by hand.
+Run ``python -m testbed.consul_double --port 8500`` to serve one by hand.
 """
 
 from __future__ import annotations

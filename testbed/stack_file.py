@@ -6,7 +6,7 @@ passphrase (Pulumi's format: PBKDF2-SHA256 with 1,000,000 rounds over the salt
 in ``encryptionsalt``, then AES-256-GCM, ``v1:<nonce>:<ciphertext>``), so that a
 secret in the example stack is exercised as a secret.
 
-``python -m devservers.stack_config encrypt --stack dev`` encrypts stdin for
+``python -m testbed.stack_file encrypt --stack dev`` encrypts stdin for
 that stack, for when the Pulumi CLI is not at hand.
 """
 
