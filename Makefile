@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 WORKFLOWS ?= .github/workflows
 
-.PHONY: venv demo test lint lint-python lint-workflows typecheck unit bench clean
+.PHONY: venv demo test lint lint-python lint-workflows typecheck unit bench readme clean
 
-$(STAMP): requirements.txt pyproject.toml package.json package-lock.json
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml function/pyproject.toml package.json package-lock.json
 	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
-	$(BIN)/python -m pip install --quiet --requirement requirements.txt
+	$(BIN)/python -m pip install --quiet --requirement requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps --editable .
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
@@ -37,6 +37,9 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+readme: $(STAMP)
+	$(BIN)/python -m testbed.readme_sections
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.backup_throughput

@@ -214,12 +214,14 @@ def setting(
     default_doc: str | None = None,
     required_doc: str | None = None,
     in_config: bool = True,
+    config_doc: str | None = None,
     secret: bool = False,
 ) -> Any:
     """A field of the schema: its default, one line of doc, and the check of its value.
 
     ``in_config`` is false for what stack config gives elsewhere than in the
-    cluster's own entry; a ``secret`` never shows in a repr.
+    cluster's own entry (``config_doc`` says where); a ``secret`` never shows
+    in a repr.
     """
     metadata = {
         "doc": doc,
@@ -227,6 +229,7 @@ def setting(
         "default_doc": default_doc,
         "required_doc": required_doc,
         "in_config": in_config,
+        "config_doc": config_doc,
     }
     return field(default=default, metadata=metadata, repr=not secret)
 
@@ -272,6 +275,7 @@ class ConsulSnapshotBackupArgs:
         doc="the ACL token (`acl:write`), kept secret; stored in a new Secrets Manager secret",
         required_doc="one of the two",
         in_config=False,
+        config_doc="`consul-backup:tokens.<name>` (secret)",
         secret=True,
     )
     token_secret_arn: str | None = setting(
@@ -346,13 +350,18 @@ class ConsulSnapshotBackupArgs:
         default_doc="2 x interval (cron: 2 days)",
     )
     shared_bucket: SnapshotBucket | None = setting(
-        None, doc="a bucket shared with other clusters, instead of a new one", in_config=False
+        None,
+        doc="a bucket shared with other clusters, instead of a new one",
+        default_doc="new bucket",
+        in_config=False,
+        config_doc="`consul-backup:sharedBucket`",
     )
     key_prefix: str = setting(
         DEFAULT_PREFIX,
         doc="key prefix in the bucket; the cluster's snapshots go under `<prefix><cluster>/`",
         check=Matching(KEY_PREFIX, "an S3 key prefix"),
         in_config=False,
+        config_doc="`consul-backup:sharedBucket.prefix`",
     )
 
     def __post_init__(self) -> None:
@@ -449,6 +458,15 @@ def _typed(value: Any, hint: Any, path: Path) -> tuple[Any, list[Problem]]:
     if isinstance(kind, type) and is_dataclass(kind):
         return _nested(value, kind, path)
     return value, []  # Pulumi inputs and resources: Pulumi checks them
+
+
+def nested_schema(hint: Any) -> type | None:
+    """The dataclass a field's type names (``ColdStorage | None``), if it names one."""
+    options = typing.get_args(hint) if isinstance(hint, UnionType) else (hint,)
+    for option in options:
+        if option is not NoneType and isinstance(option, type) and is_dataclass(option):
+            return option
+    return None
 
 
 def _nested(value: Any, schema: type, path: Path) -> tuple[Any, list[Problem]]:

@@ -11,10 +11,8 @@ index when it has none) and the field, e.g. ``clusters[1] (beta): schedule
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass
-from types import NoneType, UnionType
+from dataclasses import dataclass, fields
 from typing import Any
 
 from snapshot_backup.keys import CLUSTER_NAME, CLUSTER_NAME_RULE, DEFAULT_PREFIX
@@ -27,6 +25,7 @@ from .args import (
     camel_case,
     camel_spelling,
     field_types,
+    nested_schema,
     unknown_key,
 )
 
@@ -155,19 +154,11 @@ def _arguments(
             found = unknown_key((*at, key), set(known))
             problems.append(found.render(lambda path: ".".join(path), label))
             continue
-        nested = _nested_schema(hints[spec.name])
+        nested = nested_schema(hints[spec.name])
         if nested is not None and isinstance(value, Mapping):
             value = _arguments(value, nested, (*at, key), label, problems)
         values[spec.name] = value
     return values
-
-
-def _nested_schema(hint: Any) -> type | None:
-    options = typing.get_args(hint) if isinstance(hint, UnionType) else (hint,)
-    for option in options:
-        if option is not NoneType and isinstance(option, type) and is_dataclass(option):
-            return option
-    return None
 
 
 def _shared_bucket(raw: Any, problems: list[str]) -> SharedBucketSettings | None:

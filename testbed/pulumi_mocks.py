@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,8 +112,17 @@ def config_values(config: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def run_program(config: dict[str, Any], *, preview: bool = False) -> ProgramRun:
-    """Run components.program.run() under new mocks and return what it registered."""
+def run_program(
+    config: dict[str, Any],
+    *,
+    preview: bool = False,
+    program: Callable[[], dict[str, Any]] | None = None,
+) -> ProgramRun:
+    """Run a Pulumi program under new mocks and return what it registered.
+
+    ``program`` returns the outputs to export; by default it is the stack
+    program, ``components.program.run()``, reading ``config``.
+    """
     from components.program import run
 
     loop = asyncio.new_event_loop()
@@ -121,16 +131,17 @@ def run_program(config: dict[str, Any], *, preview: bool = False) -> ProgramRun:
     pulumi.runtime.set_mocks(mocks, project="consul-backup", stack="dev", preview=preview)
     values = config_values(config)
     pulumi.runtime.set_all_config(values, [k for k in values if k.endswith(":tokens")])
+    body = program or (lambda: run()[1])
 
     exports: dict[str, Any] = {}
 
     @pulumi.runtime.test
-    def program() -> Any:
-        _backups, outputs = run()
+    def test_program() -> Any:
+        outputs = body()
         return pulumi.Output.all(**outputs).apply(exports.update, run_with_unknowns=True)
 
     try:
-        program()
+        test_program()
     except BaseException:
         # The failure is raised to the caller; the registrations it left pending
         # are not news, and must not be printed when they are collected later.

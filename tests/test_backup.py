@@ -22,8 +22,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from handler import handler
-from snapshot_backup.deadline import DEADLINE_MARGIN_SECONDS, DeadlineError
 from snapshot_backup.consul import ConsulError
+from snapshot_backup.deadline import DEADLINE_MARGIN_SECONDS, DeadlineError
 from snapshot_backup.keys import snapshot_key
 from snapshot_backup.s3_upload import MIN_PART_BYTES, UploadError
 from snapshot_backup.settings import SettingsError

@@ -25,3 +25,21 @@ class EnvVar(StrEnum):
     BACKUP_BUCKET = "BACKUP_BUCKET"
     BACKUP_PREFIX = "BACKUP_PREFIX"
     CLUSTER_NAME = "CLUSTER_NAME"
+
+
+# One line each, for the README's table of the contract.
+ENV_DOCS = {
+    EnvVar.CONSUL_HTTP_ADDR: "required; `https://host:8501`; a bare `host:port` means http",
+    EnvVar.CONSUL_TOKEN_SECRET_ARN: "Secrets Manager secret whose SecretString is the ACL token",
+    EnvVar.CONSUL_HTTP_TOKEN: "plain token, for local runs only (the component never sets it)",
+    EnvVar.CONSUL_DATACENTER: "optional, sent as `dc`",
+    EnvVar.CONSUL_STALE: "`true`: stale read from any server (works while there is no leader)",
+    EnvVar.CONSUL_CACERT: "CA bundle file for a privately signed Consul",
+    EnvVar.CONSUL_CACERT_PEM: "CA bundle as inline PEM",
+    EnvVar.CONSUL_READ_TIMEOUT: "seconds to wait between bytes, default 300 (Consul writes the "
+    "whole snapshot before the first byte)",
+    EnvVar.CONSUL_RETRIES: "retries before the first byte, 0 to 6, default 3",
+    EnvVar.BACKUP_BUCKET: "required; target bucket",
+    EnvVar.BACKUP_PREFIX: "key prefix, default `consul-snapshots/`",
+    EnvVar.CLUSTER_NAME: "required; names the cluster in keys, metadata, logs and metrics",
+}
