@@ -70,7 +70,7 @@ class RaftState:
 
 
 def meta_json(state: RaftState) -> bytes:
-    """``meta.json`` shaped like the real one in shared/fixtures/consul-meta.json."""
+    """``meta.json`` shaped like the real one in tests/fixtures/consul-meta.json."""
     doc = {
         "Version": 1,
         "ID": f"{state.term}-{state.index}-{int(time.time() * 1000)}",

@@ -1,4 +1,4 @@
-"""A Consul agent's snapshot endpoint, faithful to shared/consul-snapshot-api.md.
+"""A Consul agent's snapshot endpoint that behaves as a real agent's does.
 
 Real HTTP on 127.0.0.1: exact path, ``dc``/``stale``/token handling, ACL errors
 with Consul's bodies, streamed chunked bodies without Content-Length, the

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError, parse_stack
-from components.schedule import ScheduleError, schedule_interval_minutes
 from testbed.pulumi_mocks import run_program
 from testbed.stack_file import EXAMPLE_PASSPHRASE, StackConfigError, load_stack_config
 
@@ -250,30 +249,6 @@ def test_the_program_refuses_bad_config_when_it_starts():
 def test_no_clusters_at_all():
     with pytest.raises(ConfigError, match="clusters: needs a list with at least one cluster"):
         parse_stack(None)
-
-
-@pytest.mark.parametrize(
-    ("expression", "minutes"),
-    [
-        ("rate(1 minute)", 1),
-        ("rate(15 minutes)", 15),
-        ("rate(1 hour)", 60),
-        ("rate(2 days)", 2880),
-        ("cron(0/15 * * * ? *)", None),
-        ("cron(15 */6 ? * MON-FRI *)", None),
-        ("cron(0 3 L * ? 2027)", None),
-    ],
-)
-def test_valid_schedules(expression, minutes):
-    assert schedule_interval_minutes(expression) == minutes
-
-
-@pytest.mark.parametrize(
-    "expression", ["rate(1 week)", "rate(-1 minutes)", "cron(61 * * * ? *)", "rate(1hour)"]
-)
-def test_invalid_schedules(expression):
-    with pytest.raises(ScheduleError):
-        schedule_interval_minutes(expression)
 
 
 def test_the_example_stack_is_valid_and_its_secret_decrypts():

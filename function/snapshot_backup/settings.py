@@ -80,13 +80,16 @@ def load_consul_settings(
         raise SettingsError(
             f"{EnvVar.CONSUL_RETRIES} must be a whole number from 0 to {MAX_RETRIES}"
         )
+    stale = _flag(env, EnvVar.CONSUL_STALE)
     secret_arn = _text(env, EnvVar.CONSUL_TOKEN_SECRET_ARN) or None
+    # Last: everything else is checked before Secrets Manager is asked.
+    token = resolve_token(env, secret_arn, secrets_client)
     return ConsulSettings(
         address=address,
-        token=resolve_token(env, secret_arn, secrets_client),
+        token=token,
         token_secret_arn=secret_arn,
         datacenter=_text(env, EnvVar.CONSUL_DATACENTER) or None,
-        stale=_flag(env, EnvVar.CONSUL_STALE),
+        stale=stale,
         ca_cert_file=_text(env, EnvVar.CONSUL_CACERT) or None,
         ca_cert_pem=_text(env, EnvVar.CONSUL_CACERT_PEM) or None,
         read_timeout=read_timeout,

@@ -1,0 +1,82 @@
+"""The policy documents, as plain functions: exactly what the function may do."""
+
+from __future__ import annotations
+
+from components.policies import (
+    VpcAccess,
+    backup_function_policy,
+    deny_insecure_transport_policy,
+    lambda_assume_role_policy,
+)
+
+BUCKET = "arn:aws:s3:::backups"
+SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:token-AbCdEf"
+LOGS = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/prod"
+KEY = "arn:aws:kms:eu-west-1:123456789012:key/abcd-1234"
+
+
+def policy(**extra):
+    return backup_function_policy(
+        bucket_arn=BUCKET,
+        cluster_prefix="consul-snapshots/prod/",
+        secret_arn=SECRET,
+        log_group_arn=LOGS,
+        **extra,
+    )
+
+
+def actions(document) -> dict[str, tuple[list[str], object]]:
+    found = {}
+    for statement in document["Statement"]:
+        names = statement["Action"]
+        found[statement["Sid"]] = (
+            [names] if isinstance(names, str) else names,
+            statement["Resource"],
+        )
+    return found
+
+
+def test_write_only_under_the_clusters_prefix_and_no_read_list_or_delete():
+    granted = actions(policy())
+    assert granted == {
+        "WriteSnapshotsUnderThisClustersPrefix": (
+            ["s3:PutObject", "s3:AbortMultipartUpload"],
+            "arn:aws:s3:::backups/consul-snapshots/prod/*",
+        ),
+        "ReadThisClustersConsulToken": (["secretsmanager:GetSecretValue"], SECRET),
+        "WriteOwnLogs": (["logs:CreateLogStream", "logs:PutLogEvents"], f"{LOGS}:*"),
+    }
+    every_action = [a for names, _ in granted.values() for a in names]
+    assert not any("*" in a or "Delete" in a or "Get" in a.split(":")[0] for a in every_action)
+
+
+def test_kms_rights_only_for_the_keys_in_use():
+    granted = actions(policy(kms_key_arns=[KEY, KEY]))
+    assert granted["UseTheKeysInUse"] == (["kms:GenerateDataKey", "kms:Decrypt"], [KEY])
+
+
+def test_vpc_rights_only_in_the_given_subnets_and_groups():
+    base = "arn:aws:ec2:eu-west-1:123456789012"
+    vpc = VpcAccess(base, ["subnet-1"], ["sg-1"])
+    granted = actions(policy(vpc=vpc))
+    assert granted["CreateNetworkInterfacesInTheGivenSubnets"][1] == [
+        f"{base}:network-interface/*",
+        f"{base}:subnet/subnet-1",
+        f"{base}:security-group/sg-1",
+    ]
+    # The one "*" there is: EC2 offers nothing narrower for Describe actions.
+    assert granted["DescribeNetworkInterfaces"] == (["ec2:DescribeNetworkInterfaces"], "*")
+    assert "DescribeNetworkInterfaces" not in actions(policy())
+
+
+def test_only_lambda_may_assume_the_role():
+    (statement,) = lambda_assume_role_policy()["Statement"]
+    assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert statement["Action"] == "sts:AssumeRole"
+
+
+def test_the_bucket_refuses_plain_http_for_the_bucket_and_every_object():
+    (statement,) = deny_insecure_transport_policy(BUCKET)["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Action"] == "s3:*"
+    assert statement["Resource"] == [BUCKET, f"{BUCKET}/*"]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
