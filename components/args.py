@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import pulumi
 
 from snapshot_backup.keys import DEFAULT_PREFIX
+from snapshot_backup.retention import DEFAULT_KEEP_LATEST, MAX_KEEP_LATEST
 
 from .schedule import DAILY_MINUTES, ScheduleError, schedule_interval_minutes
 from .snapshot_bucket import SnapshotBucket
@@ -50,6 +51,10 @@ COLD_STORAGE_MIN_DAYS = {
     "GLACIER": 0,
     "DEEP_ARCHIVE": 0,
 }
+REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
+BUCKET_ARN = re.compile(r"arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+ACCOUNT_ID = re.compile(r"\d{12}")
+LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 DEFAULT_SCHEDULE = "rate(1 hour)"
 # CloudWatch alarms evaluate at most seven days of data.
 MAX_ALARM_WINDOW_MINUTES = 7 * 1440
@@ -263,6 +268,45 @@ class Vpc:
 
 
 @dataclass(frozen=True)
+class ObjectLock:
+    """Every snapshot version locked for a while, by the bucket's default retention."""
+
+    mode: str = setting(
+        doc="`GOVERNANCE` (a user granted s3:BypassGovernanceRetention may shorten it) or "
+        "`COMPLIANCE` (nobody, root included)",
+        check=OneOf(LOCK_MODES, "a lock mode"),
+    )
+    days: int = setting(doc="days each version stays locked", check=InRange(1, 36500))
+
+
+@dataclass(frozen=True)
+class Replica:
+    """A copy of every snapshot in another region, or in a vault account's bucket."""
+
+    region: str | None = setting(
+        None,
+        doc="a new replica bucket in this region, protected like the primary",
+        check=Matching(REGION, "an AWS region"),
+    )
+    bucket_arn: str | None = setting(
+        None,
+        doc="or an existing bucket, in a separate vault account",
+        check=Matching(BUCKET_ARN, "an S3 bucket ARN (arn:aws:s3:::name)"),
+    )
+    account_id: str | None = setting(
+        None,
+        doc="the vault account that owns `bucketArn`; it owns the replicas too",
+        check=Matching(ACCOUNT_ID, "a 12-digit account ID"),
+    )
+    kms_key_arn: str | None = setting(
+        None,
+        doc="KMS key in the replica's region for the replicas",
+        check=Matching(KMS_KEY_ARN, "a KMS key ARN (arn:aws:kms:...:key/...)"),
+        default_doc="AES256",
+    )
+
+
+@dataclass(frozen=True)
 class ConsulSnapshotBackupArgs:
     """Everything one cluster's backups need; the cluster's name is the component's name."""
 
@@ -303,6 +347,17 @@ class ConsulSnapshotBackupArgs:
         7,
         doc="overwritten or expired versions are removed after this many days",
         check=InRange(1, 36500),
+    )
+    keep_latest: int = setting(
+        DEFAULT_KEEP_LATEST,
+        doc="the newest N snapshots never expire, however long backups fail",
+        check=InRange(1, MAX_KEEP_LATEST),
+    )
+    object_lock: ObjectLock | None = setting(
+        None, doc="lock every snapshot version (S3 Object Lock)", default_doc="none"
+    )
+    replica: Replica | None = setting(
+        None, doc="replicate every snapshot to another region or account", default_doc="none"
     )
     cold_storage: ColdStorage | None = setting(
         None,
@@ -359,7 +414,7 @@ class ConsulSnapshotBackupArgs:
     key_prefix: str = setting(
         DEFAULT_PREFIX,
         doc="key prefix in the bucket; the cluster's snapshots go under `<prefix><cluster>/`",
-        check=Matching(KEY_PREFIX, "an S3 key prefix"),
+        check=Matching(KEY_PREFIX, "an S3 key prefix (no * or ?, which IAM reads as wildcards)"),
         in_config=False,
         config_doc="`consul-backup:sharedBucket.prefix`",
     )
@@ -383,6 +438,36 @@ class ConsulSnapshotBackupArgs:
         if self.missed_backup_window_minutes is not None:
             return self.missed_backup_window_minutes
         return _default_alarm_window(self.schedule)
+
+
+@dataclass(frozen=True)
+class SharedBucketArgs:
+    """One bucket for every cluster of the stack, each confined to its own prefix."""
+
+    kms_key_arn: str | None = setting(
+        None,
+        doc="KMS key for the shared bucket",
+        check=Matching(KMS_KEY_ARN, "a KMS key ARN (arn:aws:kms:...:key/...)"),
+        default_doc="AES256",
+    )
+    prefix: str = setting(
+        DEFAULT_PREFIX,
+        doc="key prefix; each cluster writes under `<prefix><cluster>/` and nowhere else",
+        check=Matching(KEY_PREFIX, "an S3 key prefix (no * or ?, which IAM reads as wildcards)"),
+    )
+    object_lock: ObjectLock | None = setting(
+        None, doc="lock every snapshot version in the shared bucket", default_doc="none"
+    )
+    replica: Replica | None = setting(
+        None, doc="replicate the shared bucket to another region or account", default_doc="none"
+    )
+
+    @classmethod
+    def problems(cls, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+        normalized, found = validate(cls, values)
+        if not found:
+            found = _replica_checks(normalized["replica"])
+        return normalized, found
 
 
 # --- the engine ----------------------------------------------------------------
@@ -514,10 +599,13 @@ def _cross_checks(values: Mapping[str, Any]) -> list[Problem]:
                 (("alarm_email",), ("alarm_topic_arn",)),
             )
         )
-    if values["shared_bucket"] is not None and values["kms_key_arn"]:
-        found.append(
-            problem(("kms_key_arn",), "is the shared bucket's: give it to the shared bucket")
-        )
+    if values["shared_bucket"] is not None:
+        for name in ("kms_key_arn", "object_lock", "replica"):
+            if values[name]:
+                found.append(
+                    problem((name,), "is the shared bucket's: give it to the shared bucket")
+                )
+    found += _replica_checks(values["replica"])
     cold: ColdStorage | None = values["cold_storage"]
     if cold is not None:
         minimum = COLD_STORAGE_MIN_DAYS[cold.storage_class]
@@ -558,6 +646,35 @@ def _cross_checks(values: Mapping[str, Any]) -> list[Problem]:
             )
         )
     return found
+
+
+def _replica_checks(replica: Replica | None) -> list[Problem]:
+    if replica is None:
+        return []
+    path = ("replica",)
+    if (replica.region is None) == (replica.bucket_arn is None):
+        return [
+            Problem(
+                "{0} needs one of {1} (a new bucket) and {2} (an existing one)",
+                (path, (*path, "region"), (*path, "bucket_arn")),
+            )
+        ]
+    if (replica.bucket_arn is None) != (replica.account_id is None):
+        return [
+            Problem(
+                "{0} and {1} go together: the vault account owns the replicas",
+                ((*path, "bucket_arn"), (*path, "account_id")),
+            )
+        ]
+    key_region = replica.kms_key_arn.split(":")[3] if replica.kms_key_arn else None
+    if replica.region and key_region and key_region != replica.region:
+        return [
+            Problem(
+                "{0} is in " + key_region + ", not in the replica's region " + replica.region,
+                ((*path, "kms_key_arn"),),
+            )
+        ]
+    return []
 
 
 def _interval(schedule: str) -> int | None:

@@ -15,13 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from snapshot_backup.keys import CLUSTER_NAME, CLUSTER_NAME_RULE, DEFAULT_PREFIX
+from snapshot_backup.keys import CLUSTER_NAME, CLUSTER_NAME_RULE
 
 from .args import (
-    KEY_PREFIX,
-    KMS_KEY_ARN,
     ConfigError,
     ConsulSnapshotBackupArgs,
+    SharedBucketArgs,
     camel_case,
     camel_spelling,
     field_types,
@@ -30,7 +29,6 @@ from .args import (
 )
 
 PROJECT = "consul-backup"
-SHARED_BUCKET_KEYS = {"kmsKeyArn", "prefix"}
 TOKEN_RULE = {("token",), ("token_secret_arn",)}
 
 
@@ -43,15 +41,9 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
-class SharedBucketSettings:
-    kms_key_arn: str | None = None
-    prefix: str = DEFAULT_PREFIX
-
-
-@dataclass(frozen=True)
 class StackSettings:
     clusters: tuple[ClusterConfig, ...]
-    shared_bucket: SharedBucketSettings | None = None
+    shared_bucket: SharedBucketArgs | None = None
 
 
 def parse_stack(clusters: Any, tokens: Any = None, shared_bucket: Any = None) -> StackSettings:
@@ -85,7 +77,7 @@ def _cluster(
     index: int,
     names: dict[str, int],
     tokens: Mapping[str, str],
-    shared: SharedBucketSettings | None,
+    shared: SharedBucketArgs | None,
     problems: list[str],
 ) -> ClusterConfig | None:
     label = _label(raw, index)
@@ -110,10 +102,9 @@ def _cluster(
             f"{label}: token is missing: set tokenSecretArn, or "
             f"`pulumi config set --secret --path 'tokens.{name or '<name>'}' <token>`"
         )
-    if shared is not None and "kmsKeyArn" in raw:
-        problems.append(
-            f"{label}: kmsKeyArn is the shared bucket's here: set sharedBucket.kmsKeyArn"
-        )
+    for key in ("kmsKeyArn", "objectLock", "replica"):
+        if shared is not None and key in raw:
+            problems.append(f"{label}: {key} is the shared bucket's here: set sharedBucket.{key}")
     if name is not None and has_token and not has_arn:
         values["token"] = tokens[name]
     for found in ConsulSnapshotBackupArgs.problems(values):
@@ -147,7 +138,7 @@ def _arguments(
     hints = field_types(schema)
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if at == () and key == "name":
+        if schema is ConsulSnapshotBackupArgs and at == () and key == "name":
             continue
         spec = known.get(key)
         if spec is None:
@@ -161,26 +152,18 @@ def _arguments(
     return values
 
 
-def _shared_bucket(raw: Any, problems: list[str]) -> SharedBucketSettings | None:
+def _shared_bucket(raw: Any, problems: list[str]) -> SharedBucketArgs | None:
     if raw is None:
         return None
+    label = "sharedBucket"
     if not isinstance(raw, Mapping):
-        problems.append(f"sharedBucket: must be an object, not {_type_name(raw)}")
+        problems.append(f"{label}: must be an object, not {_type_name(raw)}")
         return None
-    for key in sorted(set(raw) - SHARED_BUCKET_KEYS):
-        problems.append(unknown_key((key,), SHARED_BUCKET_KEYS).render(".".join, "sharedBucket"))
-    kms = raw.get("kmsKeyArn")
-    if kms is not None and not (isinstance(kms, str) and KMS_KEY_ARN.fullmatch(kms)):
-        problems.append(f"sharedBucket: kmsKeyArn {kms!r} is not a KMS key ARN")
-        kms = None
-    prefix = raw.get("prefix", DEFAULT_PREFIX)
-    if not (isinstance(prefix, str) and KEY_PREFIX.fullmatch(prefix)):
-        problems.append(
-            f"sharedBucket: prefix {prefix!r} is not an S3 key prefix "
-            "(letters, digits and !_.'()/- ; no * or ?, which IAM reads as wildcards)"
-        )
-        prefix = DEFAULT_PREFIX
-    return SharedBucketSettings(kms_key_arn=kms, prefix=prefix)
+    before = len(problems)
+    values = _arguments(raw, SharedBucketArgs, (), label, problems)
+    normalized, found = SharedBucketArgs.problems(values)
+    problems.extend(p.render(camel_spelling, label) for p in found)
+    return SharedBucketArgs(**normalized) if len(problems) == before else None
 
 
 def _tokens(tokens: Any, problems: list[str]) -> dict[str, str]:

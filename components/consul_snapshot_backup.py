@@ -21,7 +21,12 @@ from snapshot_backup.telemetry import CLUSTER_DIMENSION, NAMESPACE, SUCCESS_METR
 from .args import ConfigError, ConsulSnapshotBackupArgs
 from .function_code import HANDLER, RUNTIME, function_archive
 from .policies import VpcAccess, backup_function_policy, lambda_assume_role_policy
-from .snapshot_bucket import RetentionRule, SnapshotBucket
+from .snapshot_bucket import (
+    REPLICATION_MINUTES,
+    REPLICATION_RULE_ID,
+    RetentionRule,
+    SnapshotBucket,
+)
 
 ALARM_PERIOD_CAP_SECONDS = 86400
 
@@ -82,10 +87,14 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
         self.rule = self._create_schedule()
         self.alarm_topic_arn = self._create_alarm_topic()
         self.errors_alarm, self.missed_backup_alarm = self._create_alarms()
+        self.replication_alarms = self._create_replication_alarms()
 
         self.bucket_name = self.bucket.name
         self.function_name = self.function.name
         self.rule_name = self.rule.name
+        replica = self.bucket.replica
+        self.replica_bucket_arn = pulumi.Output.from_input(replica.bucket_arn if replica else "")
+        self.replica_region = pulumi.Output.from_input(replica.region if replica else "")
         self.register_outputs(
             {
                 "bucket": self.bucket_name,
@@ -93,6 +102,8 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
                 "functionName": self.function_name,
                 "ruleName": self.rule_name,
                 "alarmTopicArn": self.alarm_topic_arn,
+                "replicaBucketArn": self.replica_bucket_arn,
+                "replicaRegion": self.replica_region,
             }
         )
 
@@ -105,6 +116,8 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
             f"{self._name}-snapshots",
             retention=[retention_rule(self._args, self.key_prefix)],
             kms_key_arn=self._args.kms_key_arn,
+            object_lock=self._args.object_lock,
+            replica=self._args.replica,
             opts=self._child,
         )
 
@@ -192,6 +205,7 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
             EnvVar.BACKUP_PREFIX: args.key_prefix,
             EnvVar.CLUSTER_NAME: self._name,
             EnvVar.CONSUL_STALE: "true" if args.stale else "false",
+            EnvVar.KEEP_LATEST: str(args.keep_latest),
         }
         if args.datacenter:
             environment[EnvVar.CONSUL_DATACENTER] = args.datacenter
@@ -314,3 +328,39 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
             opts=self._child,
         )
         return errors, missed
+
+    def _create_replication_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
+        """Replication late (over 15 minutes) or failing, to the cluster's alarm topic."""
+        replica = self.bucket.replica
+        if replica is None:
+            return []
+        dimensions: dict[str, pulumi.Input[str]] = {
+            "SourceBucket": self.bucket.name,
+            "DestinationBucket": pulumi.Output.from_input(replica.bucket_arn).apply(
+                lambda arn: arn.split(":::", 1)[-1]
+            ),
+            "RuleId": REPLICATION_RULE_ID,
+        }
+        watched = [
+            ("replication-late", "ReplicationLatency", "Maximum", REPLICATION_MINUTES * 60, "late"),
+            ("replication-failed", "OperationsFailedReplication", "Sum", 0, "failing"),
+        ]
+        return [
+            aws.cloudwatch.MetricAlarm(
+                f"{self._name}-{suffix}",
+                alarm_description=f"consul-backup for {self._name}: replication is {what}",
+                namespace="AWS/S3",
+                metric_name=metric,
+                dimensions=dimensions,
+                statistic=statistic,
+                period=300,
+                evaluation_periods=1,
+                threshold=threshold,
+                comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=[self.alarm_topic_arn],
+                ok_actions=[self.alarm_topic_arn],
+                opts=self._child,
+            )
+            for suffix, metric, statistic, threshold, what in watched
+        ]

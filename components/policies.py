@@ -6,11 +6,26 @@ so that least privilege is visible in one place.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from snapshot_backup.retention import RETIRED_TAG_KEY, RETIRED_TAG_VALUE
+
 Document = dict[str, Any]
+# Secrets Manager appends a hyphen and six random characters to every secret's ARN.
+_FULL_SECRET_ARN = re.compile(r".*:secret:.+-[A-Za-z0-9]{6}")
+
+
+def secret_resource(secret_arn: str) -> str:
+    """The secret as an IAM policy must name it.
+
+    A full ARN names exactly that secret; a partial one (the name without the
+    six-character suffix) names nothing in IAM, so it gets ``-??????``, the
+    form AWS recommends. A name may not hold ``*`` or ``?``: nothing else matches.
+    """
+    return secret_arn if _FULL_SECRET_ARN.fullmatch(secret_arn) else f"{secret_arn}-??????"
 
 
 @dataclass(frozen=True)
@@ -55,10 +70,30 @@ def backup_function_policy(
             "Resource": f"{bucket_arn}/{cluster_prefix}*",
         },
         {
+            # To find the snapshots that fall out of the newest keepLatest; no read.
+            "Sid": "ListThisClustersSnapshots",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{cluster_prefix}*"]}},
+        },
+        {
+            # Only the one tag that lets lifecycle expire a snapshot; a stolen
+            # role can shorten the floor with it, never the age or a lock.
+            "Sid": "RetireSnapshotsBeyondTheFloor",
+            "Effect": "Allow",
+            "Action": "s3:PutObjectTagging",
+            "Resource": f"{bucket_arn}/{cluster_prefix}*",
+            "Condition": {
+                "ForAllValues:StringEquals": {"s3:RequestObjectTagKeys": [RETIRED_TAG_KEY]},
+                "StringEquals": {f"s3:RequestObjectTag/{RETIRED_TAG_KEY}": RETIRED_TAG_VALUE},
+            },
+        },
+        {
             "Sid": "ReadThisClustersConsulToken",
             "Effect": "Allow",
             "Action": "secretsmanager:GetSecretValue",
-            "Resource": secret_arn,
+            "Resource": secret_resource(secret_arn),
         },
         {
             "Sid": "WriteOwnLogs",
@@ -131,3 +166,74 @@ def deny_insecure_transport_policy(bucket_arn: str) -> Document:
             }
         ],
     }
+
+
+def s3_assume_role_policy() -> Document:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def replication_policy(
+    *,
+    source_bucket_arn: str,
+    destination_bucket_arn: str,
+    source_kms_key_arns: Sequence[str] = (),
+    destination_kms_key_arn: str | None = None,
+    owner_override: bool = False,
+) -> Document:
+    """What S3 Replication may do: copy new versions and their tags, never delete."""
+    replicate = ["s3:ReplicateObject", "s3:ReplicateTags"]
+    if owner_override:  # replicas owned by the vault account, not by this one
+        replicate.append("s3:ObjectOwnerOverrideToBucketOwner")
+    statements: list[Document] = [
+        {
+            "Sid": "ReadTheReplicationConfiguration",
+            "Effect": "Allow",
+            "Action": ["s3:GetReplicationConfiguration", "s3:ListBucket"],
+            "Resource": source_bucket_arn,
+        },
+        {
+            "Sid": "ReadVersionsToReplicate",
+            "Effect": "Allow",
+            "Action": [
+                "s3:GetObjectVersionForReplication",
+                "s3:GetObjectVersionAcl",
+                "s3:GetObjectVersionTagging",
+            ],
+            "Resource": f"{source_bucket_arn}/*",
+        },
+        {
+            # No s3:ReplicateDelete: a delete in the source never reaches the replica.
+            "Sid": "WriteReplicas",
+            "Effect": "Allow",
+            "Action": replicate,
+            "Resource": f"{destination_bucket_arn}/*",
+        },
+    ]
+    if source_kms_key_arns:
+        statements.append(
+            {
+                "Sid": "DecryptSourceVersions",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": sorted(set(source_kms_key_arns)),
+            }
+        )
+    if destination_kms_key_arn:
+        statements.append(
+            {
+                "Sid": "EncryptReplicas",
+                "Effect": "Allow",
+                "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+                "Resource": destination_kms_key_arn,
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}

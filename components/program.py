@@ -40,6 +40,8 @@ def build(settings: StackSettings) -> dict[str, ConsulSnapshotBackup]:
                 retention_rule(c.args, cluster_prefix(prefix, c.name)) for c in settings.clusters
             ],
             kms_key_arn=settings.shared_bucket.kms_key_arn,
+            object_lock=settings.shared_bucket.object_lock,
+            replica=settings.shared_bucket.replica,
         )
     return {
         cluster.name: ConsulSnapshotBackup(
@@ -58,6 +60,8 @@ def stack_outputs(backups: dict[str, ConsulSnapshotBackup]) -> dict[str, pulumi.
             functionName=backup.function_name,
             ruleName=backup.rule_name,
             alarmTopicArn=backup.alarm_topic_arn,
+            replicaBucketArn=backup.replica_bucket_arn,
+            replicaRegion=backup.replica_region,
         )
         for name, backup in backups.items()
     }

@@ -1,7 +1,14 @@
-"""The S3 bucket that holds snapshots: private, encrypted, versioned, expiring.
+"""The S3 bucket that holds snapshots: private, encrypted, versioned, expiring, kept.
 
 One per cluster by default; with ``sharedBucket`` one for the whole stack, its
-lifecycle rules keyed by each cluster's prefix.
+lifecycle rules keyed by each cluster's prefix. Optionally every version is
+locked (Object Lock) and replicated to a bucket in another region or account.
+
+Pulumi never deletes a bucket that holds snapshots, nor the settings that
+protect it: every resource here is ``retain_on_delete``, so removing a
+cluster, ``pulumi destroy`` or a replacement leaves the bucket, its snapshots,
+its public access block and its lock in place (the README says how to remove
+them on purpose).
 """
 
 from __future__ import annotations
@@ -9,15 +16,24 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_aws as aws
 
-from .policies import deny_insecure_transport_policy
+from snapshot_backup.retention import RETIRED_TAG_KEY, RETIRED_TAG_VALUE
+
+from .policies import deny_insecure_transport_policy, replication_policy, s3_assume_role_policy
+
+if TYPE_CHECKING:  # args names SnapshotBucket in its schema: no import at run time
+    from .args import ObjectLock, Replica
 
 EncryptionByDefault = (
     aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
 )
+REPLICATION_RULE_ID = "snapshots"
+# S3 Replication Time Control: 99.99% of objects within 15 minutes.
+REPLICATION_MINUTES = 15
 
 
 @dataclass(frozen=True)
@@ -31,28 +47,66 @@ class RetentionRule:
     transition_class: str | None = None
 
 
+@dataclass(frozen=True)
+class ReplicaTarget:
+    """Where replicas go: a bucket this component made, or a vault account's."""
+
+    bucket_arn: pulumi.Input[str]
+    region: pulumi.Input[str]
+    kms_key_arn: str | None
+    account_id: str | None  # set for a vault account: replicas become its objects
+
+
 class SnapshotBucket(pulumi.ComponentResource):
+    """A bucket for snapshots; with ``replica``, a second one and the replication between."""
+
     bucket: aws.s3.Bucket
     arn: pulumi.Output[str]
     name: pulumi.Output[str]
+    replica: ReplicaTarget | None
 
     def __init__(
         self,
         name: str,
         retention: Sequence[RetentionRule],
         kms_key_arn: str | None = None,
+        object_lock: ObjectLock | None = None,
+        replica: Replica | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("consul-backup:index:SnapshotBucket", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        self._name = name
+        self._kept = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
         self.kms_key_arn = kms_key_arn
-        self.bucket = aws.s3.Bucket(f"{name}-bucket", opts=child)
-        bucket_id = self.bucket.id
+        self.object_lock = object_lock
+        self.bucket = aws.s3.Bucket(f"{name}-bucket", opts=self._kept)
+        self.arn = self.bucket.arn
+        self.name = self.bucket.bucket
+        self._create_protections()
+        self.versioning = aws.s3.BucketVersioning(
+            f"{name}-versioning",
+            bucket=self.bucket.id,
+            versioning_configuration={"status": "Enabled"},
+            opts=self._kept,
+        )
+        self._create_object_lock(object_lock)
+        self.lifecycle = aws.s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle",
+            bucket=self.bucket.id,
+            rules=[rule for r in retention for rule in lifecycle_rules(r)],
+            # Lifecycle rules on noncurrent versions need versioning first.
+            opts=self._kept.merge(pulumi.ResourceOptions(depends_on=[self.versioning])),
+        )
+        self.replica = self._create_replication(replica, retention) if replica else None
+        self.register_outputs({"bucket": self.name, "arn": self.arn})
+
+    def _create_protections(self) -> None:
+        name, bucket_id = self._name, self.bucket.id
         self.ownership = aws.s3.BucketOwnershipControls(
             f"{name}-ownership",
             bucket=bucket_id,
             rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
+            opts=self._kept,
         )
         self.public_access_block = aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access-block",
@@ -61,17 +115,11 @@ class SnapshotBucket(pulumi.ComponentResource):
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=child,
-        )
-        self.versioning = aws.s3.BucketVersioning(
-            f"{name}-versioning",
-            bucket=bucket_id,
-            versioning_configuration={"status": "Enabled"},
-            opts=child,
+            opts=self._kept,
         )
         encryption_default = EncryptionByDefault(
-            sse_algorithm="aws:kms" if kms_key_arn else "AES256",
-            kms_master_key_id=kms_key_arn,
+            sse_algorithm="aws:kms" if self.kms_key_arn else "AES256",
+            kms_master_key_id=self.kms_key_arn,
         )
         self.encryption = aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
@@ -80,10 +128,10 @@ class SnapshotBucket(pulumi.ComponentResource):
                 aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
                     apply_server_side_encryption_by_default=encryption_default,
                     # One KMS data key per bucket, not per object: fewer KMS calls.
-                    bucket_key_enabled=bool(kms_key_arn),
+                    bucket_key_enabled=bool(self.kms_key_arn),
                 )
             ],
-            opts=child,
+            opts=self._kept,
         )
         self.policy = aws.s3.BucketPolicy(
             f"{name}-deny-plain-http",
@@ -92,21 +140,105 @@ class SnapshotBucket(pulumi.ComponentResource):
                 lambda arn: json.dumps(deny_insecure_transport_policy(arn))
             ),
             # S3 refuses a policy while the public access block is being set.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.public_access_block]),
+            opts=self._kept.merge(pulumi.ResourceOptions(depends_on=[self.public_access_block])),
         )
-        self.lifecycle = aws.s3.BucketLifecycleConfiguration(
-            f"{name}-lifecycle",
-            bucket=bucket_id,
-            rules=[_lifecycle_rule(rule) for rule in retention],
-            # Lifecycle rules on noncurrent versions need versioning first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.versioning]),
+
+    def _create_object_lock(self, lock: ObjectLock | None) -> None:
+        self.lock_configuration: aws.s3.BucketObjectLockConfiguration | None = None
+        if lock is None:
+            return
+        # A resource of its own, not the bucket's object_lock_enabled (which
+        # replaces the bucket): S3 enables Object Lock on an existing versioned
+        # bucket, so turning it on later leaves the bucket and its snapshots.
+        self.lock_configuration = aws.s3.BucketObjectLockConfiguration(
+            f"{self._name}-object-lock",
+            bucket=self.bucket.id,
+            object_lock_enabled="Enabled",
+            rule=aws.s3.BucketObjectLockConfigurationRuleArgs(
+                default_retention=aws.s3.BucketObjectLockConfigurationRuleDefaultRetentionArgs(
+                    mode=lock.mode, days=lock.days
+                )
+            ),
+            opts=self._kept.merge(pulumi.ResourceOptions(depends_on=[self.versioning])),
         )
-        self.arn = self.bucket.arn
-        self.name = self.bucket.bucket
-        self.register_outputs({"bucket": self.name, "arn": self.arn})
+
+    def _create_replication(
+        self, replica: Replica, retention: Sequence[RetentionRule]
+    ) -> ReplicaTarget:
+        target = self._replica_target(replica, retention)
+        name = self._name
+        self.replication_role = aws.iam.Role(
+            f"{name}-replication-role",
+            description=f"S3 Replication of consul-backup snapshots from {name}",
+            assume_role_policy=json.dumps(s3_assume_role_policy()),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        source_keys = [self.kms_key_arn] if self.kms_key_arn else []
+        self.replication_role_policy = aws.iam.RolePolicy(
+            f"{name}-replication-policy",
+            role=self.replication_role.id,
+            policy=pulumi.Output.all(self.arn, target.bucket_arn).apply(
+                lambda arns: json.dumps(
+                    replication_policy(
+                        source_bucket_arn=arns[0],
+                        destination_bucket_arn=arns[1],
+                        source_kms_key_arns=source_keys,
+                        destination_kms_key_arn=target.kms_key_arn,
+                        owner_override=target.account_id is not None,
+                    ),
+                    sort_keys=True,
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        depends: list[pulumi.Resource] = [self.versioning, self.replication_role_policy]
+        if self.replica_bucket is not None:
+            depends.append(self.replica_bucket.versioning)
+        self.replication = aws.s3.BucketReplicationConfig(
+            f"{name}-replication",
+            bucket=self.bucket.id,
+            role=self.replication_role.arn,
+            rules=[replication_rule(target)],
+            opts=self._kept.merge(pulumi.ResourceOptions(depends_on=depends)),
+        )
+        return target
+
+    def _replica_target(
+        self, replica: Replica, retention: Sequence[RetentionRule]
+    ) -> ReplicaTarget:
+        self.replica_bucket: SnapshotBucket | None = None
+        if replica.bucket_arn is not None:
+            # The vault account's bucket: its own stack keeps and protects it.
+            region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+            return ReplicaTarget(
+                replica.bucket_arn, region, replica.kms_key_arn, replica.account_id
+            )
+        assert replica.region is not None  # the arguments demand one of the two
+        provider = aws.Provider(
+            f"{self._name}-replica-region",
+            region=replica.region,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.replica_bucket = SnapshotBucket(
+            f"{self._name}-replica",
+            retention=retention,
+            kms_key_arn=replica.kms_key_arn,
+            object_lock=self.object_lock,
+            opts=pulumi.ResourceOptions(parent=self, providers={"aws": provider}),
+        )
+        return ReplicaTarget(self.replica_bucket.arn, replica.region, replica.kms_key_arn, None)
 
 
-def _lifecycle_rule(rule: RetentionRule) -> aws.s3.BucketLifecycleConfigurationRuleArgs:
+def lifecycle_rules(rule: RetentionRule) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+    """Two rules per prefix: expiry for retired snapshots only, housekeeping for all.
+
+    A snapshot expires ``expire_days`` after its creation once the function has
+    tagged it retired (it fell out of the newest ``keepLatest``); untagged, the
+    floor, it stays however old it grows. Everything under the prefix moves to
+    cold storage on time, loses noncurrent versions after ``noncurrent_days``
+    (a locked version only once its lock has ended), and sheds incomplete uploads.
+    """
+    name = rule.prefix.rstrip("/").replace("/", "-") or "all"
     transitions = None
     if rule.transition_days is not None and rule.transition_class:
         transitions = [
@@ -114,8 +246,18 @@ def _lifecycle_rule(rule: RetentionRule) -> aws.s3.BucketLifecycleConfigurationR
                 days=rule.transition_days, storage_class=rule.transition_class
             )
         ]
-    return aws.s3.BucketLifecycleConfigurationRuleArgs(
-        id=f"snapshots-{rule.prefix.rstrip('/').replace('/', '-') or 'all'}",
+    retired = aws.s3.BucketLifecycleConfigurationRuleArgs(
+        id=f"expire-retired-{name}",
+        status="Enabled",
+        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(
+            and_=aws.s3.BucketLifecycleConfigurationRuleFilterAndArgs(
+                prefix=rule.prefix, tags={RETIRED_TAG_KEY: RETIRED_TAG_VALUE}
+            )
+        ),
+        expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=rule.expire_days),
+    )
+    housekeeping = aws.s3.BucketLifecycleConfigurationRuleArgs(
+        id=f"snapshots-{name}",
         status="Enabled",
         filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=rule.prefix),
         # A run that died mid-upload leaves parts that cost money: drop them.
@@ -124,11 +266,66 @@ def _lifecycle_rule(rule: RetentionRule) -> aws.s3.BucketLifecycleConfigurationR
                 days_after_initiation=1
             )
         ),
-        expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=rule.expire_days),
+        # Delete markers with nothing left behind them.
+        expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+            expired_object_delete_marker=True
+        ),
         noncurrent_version_expiration=(
             aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                 noncurrent_days=rule.noncurrent_days
             )
         ),
         transitions=transitions,
+    )
+    return [retired, housekeeping]
+
+
+def replication_rule(target: ReplicaTarget) -> aws.s3.BucketReplicationConfigRuleArgs:
+    """Every new version, its tags, KMS-encrypted or not, within 15 minutes; no deletes."""
+    minutes = aws.s3.BucketReplicationConfigRuleDestinationReplicationTimeTimeArgs(
+        minutes=REPLICATION_MINUTES
+    )
+    threshold = aws.s3.BucketReplicationConfigRuleDestinationMetricsEventThresholdArgs(
+        minutes=REPLICATION_MINUTES
+    )
+    destination = aws.s3.BucketReplicationConfigRuleDestinationArgs(
+        bucket=target.bucket_arn,
+        account=target.account_id,
+        access_control_translation=(
+            aws.s3.BucketReplicationConfigRuleDestinationAccessControlTranslationArgs(
+                owner="Destination"
+            )
+            if target.account_id
+            else None
+        ),
+        encryption_configuration=(
+            aws.s3.BucketReplicationConfigRuleDestinationEncryptionConfigurationArgs(
+                replica_kms_key_id=target.kms_key_arn
+            )
+            if target.kms_key_arn
+            else None
+        ),
+        replication_time=aws.s3.BucketReplicationConfigRuleDestinationReplicationTimeArgs(
+            status="Enabled", time=minutes
+        ),
+        metrics=aws.s3.BucketReplicationConfigRuleDestinationMetricsArgs(
+            status="Enabled", event_threshold=threshold
+        ),
+    )
+    return aws.s3.BucketReplicationConfigRuleArgs(
+        id=REPLICATION_RULE_ID,
+        status="Enabled",
+        priority=1,
+        filter=aws.s3.BucketReplicationConfigRuleFilterArgs(prefix=""),
+        delete_marker_replication=(
+            aws.s3.BucketReplicationConfigRuleDeleteMarkerReplicationArgs(status="Disabled")
+        ),
+        source_selection_criteria=aws.s3.BucketReplicationConfigRuleSourceSelectionCriteriaArgs(
+            sse_kms_encrypted_objects=(
+                aws.s3.BucketReplicationConfigRuleSourceSelectionCriteriaSseKmsEncryptedObjectsArgs(
+                    status="Enabled"
+                )
+            )
+        ),
+        destination=destination,
     )

@@ -24,12 +24,12 @@ from snapshot_backup.consul import ConsulClient, ConsulError
 from snapshot_backup.environment import EnvVar
 from snapshot_backup.keys import DEFAULT_PREFIX
 from snapshot_backup.settings import SettingsError, load_consul_settings
+from snapshot_backup.store import SnapshotNotFoundError, SnapshotStore
 from snapshot_backup.token_source import TokenError
 from snapshot_backup.verify import ArchiveError, ArchiveReport, TeeReader, verify_archive
 
 from .exit_codes import ExitCode, exit_code_summary
 from .progress import Progress, human_bytes
-from .snapshots import SnapshotNotFoundError, SnapshotStore
 
 
 class UsageError(Exception):

@@ -58,8 +58,9 @@ def describe(resource: Resource) -> str:
             f"{inputs.get('comparisonOperator')} {inputs.get('threshold')}"
         ),
         "BucketLifecycleConfiguration": lambda: "; ".join(
-            f"{r['filter']['prefix']} expire {r['expiration']['days']:.0f} d"
+            f"{r['filter']['and']['prefix']} retired expire after {r['expiration']['days']:.0f} d"
             for r in inputs.get("rules", [])
+            if "days" in r.get("expiration", {})
         ),
         "BucketServerSideEncryptionConfiguration": lambda: inputs["rules"][0][
             "applyServerSideEncryptionByDefault"

@@ -155,6 +155,8 @@ def test_stack_exports_per_cluster(up, preview):
         "functionName": "alpha-function-0a1b2c3",
         "ruleName": "alpha-schedule-0a1b2c3",
         "alarmTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:alpha-alarms",
+        "replicaBucketArn": "",
+        "replicaRegion": "",
     }
     assert up.exports["gamma"]["alarmTopicArn"] == f"arn:aws:sns:{REGION}:{ACCOUNT}:ops-alerts"
     # At preview the generated names are not known yet, and nothing pretends they are.
@@ -218,18 +220,24 @@ def test_lifecycle_rules(up):
         "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
         "alpha-snapshots-lifecycle",
     )
-    [rule] = alpha.inputs["rules"]
-    assert rule["status"] == "Enabled"
-    assert rule["filter"] == {"prefix": "consul-snapshots/alpha/"}
-    assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1}
-    assert rule["expiration"] == {"days": 90}
-    assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": 7}
-    assert rule["transitions"] == [{"days": 30, "storageClass": "GLACIER_IR"}]
-    [beta_rule] = up.one(
+    retired, housekeeping = alpha.inputs["rules"]
+    # Only snapshots the function retired (beyond the newest keepLatest) expire.
+    assert retired["status"] == "Enabled"
+    assert retired["filter"] == {
+        "and": {"prefix": "consul-snapshots/alpha/", "tags": {"consul-backup-retired": "true"}}
+    }
+    assert retired["expiration"] == {"days": 90}
+    assert set(retired) == {"id", "status", "filter", "expiration"}
+    assert housekeeping["filter"] == {"prefix": "consul-snapshots/alpha/"}
+    assert housekeeping["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1}
+    assert housekeeping["expiration"] == {"expiredObjectDeleteMarker": True}
+    assert housekeeping["noncurrentVersionExpiration"] == {"noncurrentDays": 7}
+    assert housekeeping["transitions"] == [{"days": 30, "storageClass": "GLACIER_IR"}]
+    beta_retired, beta_housekeeping = up.one(
         "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
         "beta-snapshots-lifecycle",
     ).inputs["rules"]
-    assert beta_rule["expiration"] == {"days": 30} and "transitions" not in beta_rule
+    assert beta_retired["expiration"] == {"days": 30} and "transitions" not in beta_housekeeping
 
 
 def test_role_can_only_be_assumed_by_lambda(up):
@@ -317,6 +325,7 @@ def test_function_settings_and_environment(up):
         "BACKUP_BUCKET": "alpha-snapshots-bucket-0a1b2c3",
         "BACKUP_PREFIX": "consul-snapshots/",
         "CLUSTER_NAME": "alpha",
+        "KEEP_LATEST": "7",
     }
     beta = up.one("aws:lambda/function:Function", "beta-function").inputs
     assert beta["memorySize"] == 256 and beta["timeout"] == 600
@@ -408,9 +417,8 @@ def test_shared_bucket_confines_each_cluster_to_its_prefix():
     [bucket] = run.of_type("aws:s3/bucket:Bucket")
     assert bucket.name == "consul-backup-shared-bucket"
     [lifecycle] = run.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
-    assert [
-        (r["filter"]["prefix"], r["expiration"]["days"]) for r in lifecycle.inputs["rules"]
-    ] == [
+    expiring = [r for r in lifecycle.inputs["rules"] if "days" in r["expiration"]]
+    assert [(r["filter"]["and"]["prefix"], r["expiration"]["days"]) for r in expiring] == [
         ("backups/consul/one/", 10),
         ("backups/consul/two/", 20),
     ]

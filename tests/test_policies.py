@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from components.policies import (
     VpcAccess,
     backup_function_policy,
     deny_insecure_transport_policy,
     lambda_assume_role_policy,
+    secret_resource,
 )
 
 BUCKET = "arn:aws:s3:::backups"
@@ -36,18 +39,47 @@ def actions(document) -> dict[str, tuple[list[str], object]]:
     return found
 
 
-def test_write_only_under_the_clusters_prefix_and_no_read_list_or_delete():
+def test_write_under_the_clusters_prefix_list_it_retire_in_it_and_nothing_else():
     granted = actions(policy())
     assert granted == {
         "WriteSnapshotsUnderThisClustersPrefix": (
             ["s3:PutObject", "s3:AbortMultipartUpload"],
             "arn:aws:s3:::backups/consul-snapshots/prod/*",
         ),
+        "ListThisClustersSnapshots": (["s3:ListBucket"], BUCKET),
+        "RetireSnapshotsBeyondTheFloor": (
+            ["s3:PutObjectTagging"],
+            "arn:aws:s3:::backups/consul-snapshots/prod/*",
+        ),
         "ReadThisClustersConsulToken": (["secretsmanager:GetSecretValue"], SECRET),
         "WriteOwnLogs": (["logs:CreateLogStream", "logs:PutLogEvents"], f"{LOGS}:*"),
     }
     every_action = [a for names, _ in granted.values() for a in names]
-    assert not any("*" in a or "Delete" in a or "Get" in a.split(":")[0] for a in every_action)
+    assert not any("*" in a or "Delete" in a or "Bypass" in a for a in every_action)
+    assert not any(a.startswith("s3:Get") or a.startswith("s3:PutBucket") for a in every_action)
+    statements = {s["Sid"]: s for s in policy()["Statement"]}
+    # Listing only under its own prefix; tagging only with the retired tag.
+    assert statements["ListThisClustersSnapshots"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["consul-snapshots/prod/*"]}
+    }
+    assert statements["RetireSnapshotsBeyondTheFloor"]["Condition"] == {
+        "ForAllValues:StringEquals": {"s3:RequestObjectTagKeys": ["consul-backup-retired"]},
+        "StringEquals": {"s3:RequestObjectTag/consul-backup-retired": "true"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "granted"),
+    [
+        (SECRET, SECRET),  # a full ARN: exactly that secret
+        (
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:consul/alpha",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:consul/alpha-??????",
+        ),
+    ],
+)
+def test_a_partial_secret_arn_is_granted_as_aws_recommends(given, granted):
+    assert secret_resource(given) == granted
 
 
 def test_kms_rights_only_for_the_keys_in_use():

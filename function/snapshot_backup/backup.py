@@ -25,8 +25,10 @@ from .consul import ConsulClient, ConsulError, SnapshotStream
 from .deadline import STALLED, TOO_SLOW, Deadline, DeadlineError
 from .environment import EnvVar
 from .keys import snapshot_key
+from .retention import retire_beyond_floor
 from .s3_upload import MetadataTooLateError, StreamingUpload
 from .settings import BackupSettings, load_settings
+from .store import SnapshotStore
 from .telemetry import emit, run_record
 from .verify import SnapshotMeta, TeeReader, verify_archive
 
@@ -134,7 +136,21 @@ def run_backup(
     }
     if omitted:
         summary["metadata_omitted"] = omitted
+    summary.update(_retire_beyond_floor(settings, s3))
     return summary
+
+
+def _retire_beyond_floor(settings: BackupSettings, s3: Any) -> dict[str, Any]:
+    """After a stored snapshot, let the ones beyond the newest ``keep_latest`` expire.
+
+    The snapshot is stored whatever happens here; a failure only delays expiry
+    (the next run retires what this one could not), so it is reported, not raised.
+    """
+    store = SnapshotStore(s3, settings.bucket, settings.prefix)
+    try:
+        return {"retired": retire_beyond_floor(store, settings.cluster_name, settings.keep_latest)}
+    except Exception as exc:  # noqa: BLE001 - the backup itself succeeded
+        return {"retire_error": f"{type(exc).__name__}: {exc}"}
 
 
 def handler(event: Any, context: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ class EnvVar(StrEnum):
     BACKUP_BUCKET = "BACKUP_BUCKET"
     BACKUP_PREFIX = "BACKUP_PREFIX"
     CLUSTER_NAME = "CLUSTER_NAME"
+    KEEP_LATEST = "KEEP_LATEST"
 
 
 # One line each, for the README's table of the contract.
@@ -42,4 +43,6 @@ ENV_DOCS = {
     EnvVar.BACKUP_BUCKET: "required; target bucket",
     EnvVar.BACKUP_PREFIX: "key prefix, default `consul-snapshots/`",
     EnvVar.CLUSTER_NAME: "required; names the cluster in keys, metadata, logs and metrics",
+    EnvVar.KEEP_LATEST: "the newest N snapshots never expire (1 to 1000, default 7); older "
+    "ones are tagged for lifecycle to expire",
 }

@@ -15,6 +15,7 @@ from typing import Any
 from .consul import DEFAULT_READ_TIMEOUT, ConsulSettings, normalize_address, retry_delays
 from .environment import EnvVar
 from .keys import CLUSTER_NAME, CLUSTER_NAME_RULE, normalize_prefix
+from .retention import DEFAULT_KEEP_LATEST, MAX_KEEP_LATEST
 from .token_source import resolve_token
 
 DEFAULT_RETRIES = 3
@@ -37,6 +38,7 @@ class BackupSettings:
     bucket: str
     prefix: str
     consul: ConsulSettings
+    keep_latest: int = DEFAULT_KEEP_LATEST
 
     def __repr__(self) -> str:  # ConsulSettings keeps the token out of its own repr
         return (
@@ -51,12 +53,18 @@ def load_settings(env: Mapping[str, str], secrets_client: SecretsClientFactory) 
     if not CLUSTER_NAME.fullmatch(cluster):
         raise SettingsError(f"{EnvVar.CLUSTER_NAME} {cluster!r} must be {CLUSTER_NAME_RULE}")
     bucket = _required(env, EnvVar.BACKUP_BUCKET)
+    keep_text = _text(env, EnvVar.KEEP_LATEST) or str(DEFAULT_KEEP_LATEST)
+    if not keep_text.isdigit() or not 1 <= int(keep_text) <= MAX_KEEP_LATEST:
+        raise SettingsError(
+            f"{EnvVar.KEEP_LATEST} must be a whole number from 1 to {MAX_KEEP_LATEST}"
+        )
     consul = load_consul_settings(env, secrets_client)
     return BackupSettings(
         cluster_name=cluster,
         bucket=bucket,
         prefix=normalize_prefix(env.get(EnvVar.BACKUP_PREFIX)),
         consul=consul,
+        keep_latest=int(keep_text),
     )
 
 

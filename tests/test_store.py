@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from consul_backup.snapshots import SnapshotStore
 from snapshot_backup.keys import snapshot_key
+from snapshot_backup.store import SnapshotStore
 
 PREFIX = "consul-snapshots/"
 

@@ -1,4 +1,8 @@
-"""Finding and reading stored snapshots in S3."""
+"""Finding and reading stored snapshots in S3: the function, the CLI and the checks share it.
+
+Only what a listing shows is needed (keys and sizes): the function lists to
+find the snapshots that fall out of the newest ``keepLatest``; it reads none.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from snapshot_backup.keys import cluster_prefix, normalize_prefix, parse_snapshot_key
+from .keys import cluster_prefix, normalize_prefix, parse_snapshot_key
 
 
 class SnapshotNotFoundError(LookupError):
@@ -45,27 +49,40 @@ class SnapshotStore:
         return found
 
     def latest(self, cluster: str) -> StoredSnapshot | None:
-        """The newest snapshot of ``cluster``.
+        """The newest snapshot of ``cluster``."""
+        newest = self.newest(cluster, 1)
+        return newest[0] if newest else None
+
+    def newest(self, cluster: str, count: int) -> builtins.list[StoredSnapshot]:
+        """The ``count`` newest snapshots of ``cluster``, newest first.
 
         Walks the ``yyyy/mm/dd`` folders newest first instead of listing every
         key, so it takes a handful of small listings however long the bucket
         keeps snapshots; a folder with no snapshot in it sends the walk back to
         the next older one.
         """
-        return self._newest_under(cluster_prefix(self.prefix, cluster), _DATE_FOLDERS, cluster)
+        found: builtins.list[StoredSnapshot] = []
+        self._collect(cluster_prefix(self.prefix, cluster), _DATE_FOLDERS, cluster, count, found)
+        return found[:count]
 
-    def _newest_under(
-        self, prefix: str, folders: tuple[int, ...], cluster: str
-    ) -> StoredSnapshot | None:
+    def _collect(
+        self,
+        prefix: str,
+        folders: tuple[int, ...],
+        cluster: str,
+        count: int,
+        found: builtins.list[StoredSnapshot],
+    ) -> None:
         if not folders:
-            found = self._snapshots_under(prefix, cluster)
-            return max(found, key=_newest_first) if found else None
+            found.extend(
+                sorted(self._snapshots_under(prefix, cluster), key=_newest_first, reverse=True)
+            )
+            return
         width, deeper = folders[0], folders[1:]
         for folder in sorted(self._folders_under(prefix, width), reverse=True):
-            newest = self._newest_under(folder, deeper, cluster)
-            if newest is not None:
-                return newest
-        return None
+            if len(found) >= count:
+                return
+            self._collect(folder, deeper, cluster, count, found)
 
     # ``list`` is a method of this class: annotations name the builtin in full.
     def _folders_under(self, prefix: str, width: int) -> builtins.list[str]:
