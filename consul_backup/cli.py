@@ -55,6 +55,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     def store_options(command: argparse.ArgumentParser, cluster_required: bool) -> None:
         _env_option(command, env, "--bucket", EnvVar.BACKUP_BUCKET, "snapshot bucket")
         _env_option(command, env, "--prefix", EnvVar.BACKUP_PREFIX, "key prefix", DEFAULT_PREFIX)
+        command.add_argument(
+            "--region",
+            help="the bucket's region (default: asked of S3, so a replica elsewhere just works)",
+        )
         _env_option(
             command,
             env,
@@ -153,7 +157,30 @@ class Cli:
     def store(self, args: argparse.Namespace) -> SnapshotStore:
         if not args.bucket:
             raise UsageError("no bucket: pass --bucket or set BACKUP_BUCKET")
-        return SnapshotStore(boto3.client("s3"), args.bucket, args.prefix)
+        region = args.region or self.bucket_region(args.bucket)
+        return SnapshotStore(boto3.client("s3", region_name=region), args.bucket, args.prefix)
+
+    def bucket_region(self, bucket: str) -> str | None:
+        """Where ``bucket`` lives, so that a replica in another region reads as the primary does.
+
+        HeadBucket answers with the bucket's region from any region's endpoint;
+        in an outage of the configured region, pass ``--region`` instead.
+        """
+        try:
+            head = boto3.client("s3").head_bucket(Bucket=bucket)
+        except botocore.exceptions.ClientError as exc:
+            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            region = headers.get("x-amz-bucket-region")
+            if region is None:
+                raise
+        else:
+            region = head.get("BucketRegion") or head["ResponseMetadata"]["HTTPHeaders"].get(
+                "x-amz-bucket-region"
+            )
+        configured = boto3.session.Session().region_name
+        if region and region != configured:
+            print(f"consul-backup: s3://{bucket} is in {region}", file=self.err)
+        return str(region) if region else None
 
     def consul(self, args: argparse.Namespace) -> ConsulClient:
         env = self.consul_env(args)

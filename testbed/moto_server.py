@@ -57,15 +57,20 @@ def _die_with_parent() -> None:
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server(unauthenticated_actions: int | None = None) -> Iterator[str]:
     """A moto server in a child process; yields its endpoint URL and stops it after.
 
     A child process, not a thread, so that moto's work does not share the GIL
-    with the code under test (that would skew the benchmarks).
+    with the code under test (that would skew the benchmarks). With
+    ``unauthenticated_actions``, moto answers that many AWS calls without
+    checking credentials (to set up users and buckets), then enforces IAM
+    identity policies on every call after.
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **FAKE_CREDENTIALS}
+    if unauthenticated_actions is not None:
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(unauthenticated_actions)
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         env=env,

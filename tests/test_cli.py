@@ -9,7 +9,9 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 from consul_backup.cli import run
@@ -246,3 +248,33 @@ def test_every_subcommand_has_help_in_the_installed_script(command):
     done = subprocess.run([str(script), command, "--help"], capture_output=True, text=True)
     assert done.returncode == 0
     assert f"usage: consul-backup {command}" in done.stdout
+
+
+def test_a_replica_in_another_region_reads_like_the_primary(consul, s3, monkeypatch):
+    # In a regional outage the replica is the only copy: --bucket alone finds it.
+    replica = boto3.client("s3", region_name="eu-central-1")
+    replica.create_bucket(
+        Bucket="replica-snapshots", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
+    summary = back_up(consul, "replica-snapshots")
+    regions: list[str | None] = []
+    made = boto3.client
+
+    def recording_client(service: str, *args: Any, **kwargs: Any) -> Any:
+        if service == "s3":
+            regions.append(kwargs.get("region_name"))
+        return made(service, *args, **kwargs)
+
+    monkeypatch.setattr("consul_backup.cli.boto3.client", recording_client)
+    env = {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+    found = cli("verify", "--bucket", "replica-snapshots", "--cluster", "prod", "latest", env=env)
+    assert found.code == ExitCode.OK, found.err
+    assert summary["key"] in found.out
+    assert "s3://replica-snapshots is in eu-central-1" in found.err
+    assert regions[-1] == "eu-central-1"
+    regions.clear()
+    given = cli(
+        "list", "--bucket", "replica-snapshots", "--region", "eu-central-1", "--json", env=env
+    )
+    assert given.code == ExitCode.OK and summary["key"] in given.out
+    assert regions == ["eu-central-1"]  # no discovery asked for: one client, in that region

@@ -206,6 +206,53 @@ CASES = {
         ),
         "clusters[1] (beta): kmsKeyArn is the shared bucket's here",
     ),
+    # the floor, the lock and the replica
+    "keep none": (
+        beta(keepLatest=0),
+        "clusters[1] (beta): keepLatest 0 is out of range (1 to 1000)",
+    ),
+    "keep too many": (beta(keepLatest=1001), "keepLatest 1001 is out of range (1 to 1000)"),
+    "lock mode": (
+        beta(objectLock={"mode": "FOREVER", "days": 30}),
+        "clusters[1] (beta): objectLock.mode 'FOREVER' is not a lock mode",
+    ),
+    "lock without days": (
+        beta(objectLock={"mode": "GOVERNANCE"}),
+        "clusters[1] (beta): objectLock.days is required",
+    ),
+    "replica both ways": (
+        beta(replica={"region": "eu-central-1", "bucketArn": "arn:aws:s3:::vault-bucket"}),
+        "clusters[1] (beta): replica needs one of replica.region (a new bucket) and "
+        "replica.bucketArn (an existing one)",
+    ),
+    "replica vault without account": (
+        beta(replica={"bucketArn": "arn:aws:s3:::vault-bucket"}),
+        "replica.bucketArn and replica.accountId go together",
+    ),
+    "replica bad region": (
+        beta(replica={"region": "Frankfurt"}),
+        "replica.region 'Frankfurt' is not an AWS region",
+    ),
+    "replica key elsewhere": (
+        beta(
+            replica={
+                "region": "eu-central-1",
+                "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/abcd-1234",
+            }
+        ),
+        "replica.kmsKeyArn is in us-east-1, not in the replica's region eu-central-1",
+    ),
+    "wildcard in the shared prefix": (
+        lambda s: s.update(sharedBucket={"prefix": "backups/*"}),
+        "sharedBucket: prefix 'backups/*' is not an S3 key prefix (no * or ?",
+    ),
+    "lock per cluster with a shared bucket": (
+        lambda s: (
+            s.update(sharedBucket={})
+            or s["clusters"][1].update(objectLock={"mode": "GOVERNANCE", "days": 1})
+        ),
+        "clusters[1] (beta): objectLock is the shared bucket's here: set sharedBucket.objectLock",
+    ),
     "alarm email and topic": (
         beta(alarmEmail="a@b.co", alarmTopicArn="arn:aws:sns:eu-west-1:123456789012:ops"),
         "alarmEmail and alarmTopicArn are exclusive",
