@@ -7,7 +7,14 @@ from typing import Any
 
 from snapshot_backup.keys import CLUSTER_NAME_RULE
 
-from .args import ConsulSnapshotBackupArgs, InRange, camel_case, field_types, nested_schema
+from .args import (
+    ConsulSnapshotBackupArgs,
+    InRange,
+    SharedBucketArgs,
+    camel_case,
+    field_types,
+    nested_schema,
+)
 
 
 def configuration_table() -> str:
@@ -18,6 +25,18 @@ def configuration_table() -> str:
         f"| `name` | the component's name | yes | | {CLUSTER_NAME_RULE} |",
     ]
     rows += _rows(ConsulSnapshotBackupArgs, key_prefix="", argument_prefix="")
+    return "\n".join(rows)
+
+
+def shared_bucket_table() -> str:
+    """``consul-backup:sharedBucket``: one row per setting of the shared bucket."""
+    rows = [
+        "| `sharedBucket` key | required | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for row in _rows(SharedBucketArgs, key_prefix="", argument_prefix=""):
+        key, _argument, required, default, meaning = row.strip("|").split(" | ")
+        rows.append(f"|{key} | {required} | {default} | {meaning}|")
     return "\n".join(rows)
 
 

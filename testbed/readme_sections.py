@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from components.reference import configuration_table
+from components.reference import configuration_table, shared_bucket_table
 from consul_backup.exit_codes import ExitCode
 from snapshot_backup.environment import ENV_DOCS, EnvVar
 
@@ -25,6 +25,7 @@ _SECTION = re.compile(
 def sections() -> dict[str, str]:
     return {
         "configuration-reference": configuration_table(),
+        "shared-bucket-reference": shared_bucket_table(),
         "function-environment": _environment_table(),
         "exit-codes": _exit_code_table(),
     }
