@@ -432,3 +432,29 @@ def test_an_upload_that_vanishes_mid_stream_raises_and_stores_nothing(s3, bucket
     assert record["outcome"] == "failure"
     # The first failure is the one reported; the failed clean-up is noted with it.
     assert "failed" in record["error"] and "aborting the upload failed too" in record["error"]
+
+
+def test_a_rotated_token_is_read_again_and_both_runs_succeed(consul, s3, secrets, bucket, capsys):
+    arn = secrets.create_secret(Name="consul/rotating", SecretString="token-before")["ARN"]
+    consul.tokens = {"token-before": True}
+    env = backup_env(consul, bucket, CONSUL_TOKEN_SECRET_ARN=arn)
+    first = handler({}, None, env=env)
+    # Rotation: the secret gets a new value and Consul stops accepting the old one.
+    secrets.put_secret_value(SecretId=arn, SecretString="token-after")
+    consul.tokens = {"token-after": True}
+    consul.state = RaftState(index=consul.state.index + 1, term=2, data=b"later")
+    second = handler({}, None, env=env)  # same process: the old token is still cached
+    assert first["key"] != second["key"]
+    sent = [r.headers.get("X-Consul-Token") for r in consul.snapshot_requests()]
+    assert sent == ["token-before", "token-before", "token-after"]
+    assert "token-after" not in capsys.readouterr().out
+
+
+def test_a_token_that_lacks_the_right_is_not_retried_forever(consul, s3, secrets, bucket):
+    arn = secrets.create_secret(Name="consul/readonly", SecretString="read-only")["ARN"]
+    consul.tokens = {"read-only": False}
+    with pytest.raises(ConsulError, match="lacks permission 'acl:write'"):
+        handler({}, None, env=backup_env(consul, bucket, CONSUL_TOKEN_SECRET_ARN=arn))
+    # The secret is read again, but it has not changed: no second request.
+    assert len(consul.snapshot_requests()) == 1
+    assert_nothing_stored(s3, bucket)

@@ -30,6 +30,7 @@ from .s3_upload import MetadataTooLateError, StreamingUpload
 from .settings import BackupSettings, load_settings
 from .store import SnapshotStore
 from .telemetry import emit, run_record
+from .token_source import reread_token
 from .verify import SnapshotMeta, TeeReader, verify_archive
 
 _AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=8)
@@ -56,6 +57,30 @@ def consul_client_for(settings: BackupSettings, deadline: Deadline) -> ConsulCli
     return ConsulClient(replace(settings.consul, read_timeout=read_timeout))
 
 
+# Consul's answers to a token it does not accept (any more).
+TOKEN_REFUSED = frozenset({401, 403})
+
+
+def open_snapshot(consul: ConsulClient) -> SnapshotStream:
+    """``GET /v1/snapshot``; a token from Secrets Manager that Consul refuses is read again, once.
+
+    A warm container keeps the token it read at its cold start: after a
+    rotation, Consul refuses it until the secret is read again. Nothing was
+    accepted yet, so the request can simply be made again with the new token.
+    """
+    try:
+        return consul.open_snapshot()
+    except ConsulError as refused:
+        arn = consul.settings.token_secret_arn
+        if refused.status not in TOKEN_REFUSED or arn is None:
+            raise
+        token = reread_token(aws_client("secretsmanager"), arn)
+        if token == consul.settings.token:
+            raise  # the secret has not changed: the token itself lacks the right
+        consul.use_token(token)
+        return consul.open_snapshot()
+
+
 def _snapshot_metadata(settings: BackupSettings, snapshot: SnapshotStream) -> dict[str, str]:
     metadata = {
         "cluster": settings.cluster_name,
@@ -74,7 +99,7 @@ def run_backup(
     """Take one snapshot and store it; returns the summary of what was stored."""
     deadline = deadline or Deadline(None)
     deadline.check(why="no time left in this invocation to take a snapshot")
-    snapshot = consul.open_snapshot()
+    snapshot = open_snapshot(consul)
     taken_at = datetime.now(UTC)
     key = snapshot_key(settings.prefix, settings.cluster_name, taken_at, snapshot.consul_index)
     upload = StreamingUpload(

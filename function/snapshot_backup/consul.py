@@ -13,7 +13,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any, Protocol, cast
 from urllib.parse import quote, urlsplit
 
@@ -150,6 +150,10 @@ class ConsulClient:
         self.base_url = normalize_address(settings.address)
         self._pool = _build_pool(settings)
         self._sleep = sleep
+
+    def use_token(self, token: str) -> None:
+        """Send ``token`` from now on (read again after a rotation)."""
+        self.settings = replace(self.settings, token=token)
 
     def _headers(self) -> dict[str, str]:
         headers = {"User-Agent": "consul-backup"}

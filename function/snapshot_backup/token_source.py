@@ -1,7 +1,9 @@
 """Where the Consul ACL token comes from: Secrets Manager in AWS, env locally.
 
 The secret is read once per Lambda container and kept in memory only, so a
-schedule of one run an hour costs one GetSecretValue per cold start.
+schedule of one run an hour costs one GetSecretValue per cold start. After a
+rotation, Consul refuses the cached token; ``reread_token`` then reads the
+secret again, once.
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ def token_from_secret(secrets_client: Any, secret_arn: str) -> str:
             raise TokenError(f"secret {secret_arn} has no SecretString holding the Consul token")
         _cache[secret_arn] = token
         return token
+
+
+def reread_token(secrets_client: Any, secret_arn: str) -> str:
+    """The secret's value now, not the one cached (after Consul refused that one)."""
+    with _lock:
+        _cache.pop(secret_arn, None)
+    return token_from_secret(secrets_client, secret_arn)
 
 
 def resolve_token(
