@@ -19,7 +19,7 @@ from snapshot_backup.keys import CLUSTER_NAME, CLUSTER_NAME_RULE, cluster_prefix
 from snapshot_backup.telemetry import CLUSTER_DIMENSION, NAMESPACE, SUCCESS_METRIC
 
 from .args import ConfigError, ConsulSnapshotBackupArgs
-from .function_code import HANDLER, RUNTIME, function_archive
+from .function_code import CA_BUNDLE_FILE, HANDLER, RUNTIME, TASK_ROOT, function_archive
 from .policies import VpcAccess, backup_function_policy, lambda_assume_role_policy
 from .snapshot_bucket import (
     REPLICATION_MINUTES,
@@ -29,6 +29,10 @@ from .snapshot_bucket import (
 )
 
 ALARM_PERIOD_CAP_SECONDS = 86400
+# Lambda's limit for all environment variables of a function together, and room
+# for the values only known after `pulumi up` (a bucket name, a secret's ARN).
+LAMBDA_ENVIRONMENT_BYTES = 4096
+UNKNOWN_VALUE_BYTES = 256
 
 __all__ = ["ConsulSnapshotBackup", "ConsulSnapshotBackupArgs", "alarm_period", "retention_rule"]
 
@@ -43,6 +47,21 @@ def retention_rule(args: ConsulSnapshotBackupArgs, prefix: str) -> RetentionRule
         transition_days=cold.after_days if cold else None,
         transition_class=cold.storage_class if cold else None,
     )
+
+
+def _check_environment_size(cluster: str, environment: dict[str, pulumi.Input[str]]) -> None:
+    """Refuse at preview an environment Lambda would refuse at `pulumi up`."""
+    size = sum(
+        len(name) + (len(value.encode()) if isinstance(value, str) else UNKNOWN_VALUE_BYTES)
+        for name, value in environment.items()
+    )
+    if size > LAMBDA_ENVIRONMENT_BYTES:
+        raise ConfigError(
+            [
+                f"{cluster}: the function's environment would take about {size} bytes; "
+                f"Lambda allows {LAMBDA_ENVIRONMENT_BYTES} (shorten consulAddress or datacenter)"
+            ]
+        )
 
 
 def alarm_period(window_minutes: int) -> tuple[int, int]:
@@ -210,8 +229,9 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
         if args.datacenter:
             environment[EnvVar.CONSUL_DATACENTER] = args.datacenter
         if args.ca_certificate:
-            # A CA certificate is public: an environment variable is fine for it.
-            environment[EnvVar.CONSUL_CACERT_PEM] = args.ca_certificate
+            # In the code archive: the environment's 4 KB would not hold a chain.
+            environment[EnvVar.CONSUL_CACERT] = f"{TASK_ROOT}/{CA_BUNDLE_FILE}"
+        _check_environment_size(self._name, environment)
         return environment
 
     def _create_function(self) -> aws.lambda_.Function:
@@ -222,7 +242,7 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
             runtime=RUNTIME,
             architectures=["arm64"],
             handler=HANDLER,
-            code=function_archive(),
+            code=function_archive(ca_bundle=args.ca_certificate),
             role=self.role.arn,
             memory_size=args.memory_size,
             timeout=args.timeout,

@@ -35,13 +35,27 @@ FUNCTION_SOURCES = (
     "snapshot_backup/verify.py",
 )
 HANDLER = "handler.handler"
+VERIFY_HANDLER = "handler.verify_handler"
 RUNTIME = "python3.13"
+# Where Lambda unpacks the code archive (LAMBDA_TASK_ROOT).
+TASK_ROOT = "/var/task"
+CA_BUNDLE_FILE = "ca-bundle.pem"
 
 
-def function_archive(root: Path = FUNCTION_ROOT) -> pulumi.AssetArchive:
-    return pulumi.AssetArchive(
-        {name: pulumi.FileAsset(str(root / name)) for name in FUNCTION_SOURCES}
-    )
+def function_archive(
+    root: Path = FUNCTION_ROOT, ca_bundle: str | None = None
+) -> pulumi.AssetArchive:
+    """The function's sources; a CA bundle travels in the archive, where its size is free.
+
+    Lambda caps a function's environment at 4 KB for all variables together: a
+    root and two intermediates of RSA-4096 would not fit there.
+    """
+    assets: dict[str, pulumi.Asset | pulumi.Archive] = {
+        name: pulumi.FileAsset(str(root / name)) for name in FUNCTION_SOURCES
+    }
+    if ca_bundle is not None:
+        assets[CA_BUNDLE_FILE] = pulumi.StringAsset(ca_bundle)
+    return pulumi.AssetArchive(assets)
 
 
 def function_code_sha256(root: Path = FUNCTION_ROOT) -> str:

@@ -7,11 +7,13 @@ they search is known, so that none passes on an unknown.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
 import pytest
 
+from components.args import ConfigError
 from components.function_code import FUNCTION_ROOT, FUNCTION_SOURCES
 from testbed.pulumi_mocks import (
     ACCOUNT,
@@ -321,7 +323,7 @@ def test_function_settings_and_environment(up):
         "CONSUL_TOKEN_SECRET_ARN": ALPHA_SECRET,
         "CONSUL_DATACENTER": "dc1",
         "CONSUL_STALE": "true",
-        "CONSUL_CACERT_PEM": CA_PEM,
+        "CONSUL_CACERT": "/var/task/ca-bundle.pem",
         "BACKUP_BUCKET": "alpha-snapshots-bucket-0a1b2c3",
         "BACKUP_PREFIX": "consul-snapshots/",
         "CLUSTER_NAME": "alpha",
@@ -332,6 +334,31 @@ def test_function_settings_and_environment(up):
     assert "vpcConfig" not in beta or not beta["vpcConfig"]
     log_group = up.one("aws:cloudwatch/logGroup:LogGroup", "beta-logs").inputs
     assert log_group["retentionInDays"] == 30
+
+
+def test_a_ca_chain_travels_in_the_code_archive_not_the_4kb_environment():
+    # A root and two intermediates of RSA-4096 are about 2 KB of PEM each.
+    certificate = "-----BEGIN CERTIFICATE-----\n" + "A" * 2000 + "\n-----END CERTIFICATE-----\n"
+    chain = certificate * 3
+    stack = copy.deepcopy(STACK)
+    stack["clusters"][0]["caCertificate"] = chain
+    run = run_program(stack)
+    function = run.one("aws:lambda/function:Function", "alpha-function").inputs
+    variables = function["environment"]["variables"]
+    assert variables["CONSUL_CACERT"] == "/var/task/ca-bundle.pem"
+    assert sum(len(k) + len(v) for k, v in variables.items()) < 4096
+    bundle = function["code"].assets["ca-bundle.pem"]
+    assert bundle.text == chain
+    # Clusters without a CA get the sources alone.
+    beta = run.one("aws:lambda/function:Function", "beta-function").inputs
+    assert "ca-bundle.pem" not in beta["code"].assets
+
+
+def test_an_environment_lambda_would_refuse_is_refused_at_preview():
+    stack = copy.deepcopy(STACK)
+    stack["clusters"][1]["consulAddress"] = "https://consul.example.com/" + "p" * 4000
+    with pytest.raises(ConfigError, match=r"beta: the function's environment would take about"):
+        run_program(stack, preview=True)
 
 
 def test_function_archive_holds_exactly_the_sources(up):
