@@ -11,7 +11,8 @@ import os
 import resource
 import time
 
-from snapshot_backup.backup import aws_client, handler
+from snapshot_backup.aws_clients import aws_client
+from snapshot_backup.backup import handler
 
 
 def main() -> None:

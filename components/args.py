@@ -56,6 +56,7 @@ BUCKET_ARN = re.compile(r"arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 ACCOUNT_ID = re.compile(r"\d{12}")
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 DEFAULT_SCHEDULE = "rate(1 hour)"
+DEFAULT_VERIFY_SCHEDULE = "rate(1 day)"
 # CloudWatch alarms evaluate at most seven days of data.
 MAX_ALARM_WINDOW_MINUTES = 7 * 1440
 MIN_ALARM_WINDOW_MINUTES = 10
@@ -340,6 +341,11 @@ class ConsulSnapshotBackupArgs:
         doc="EventBridge `rate(...)` or `cron(...)`, checked as AWS would",
         check=event_schedule,
     )
+    verify_schedule: str = setting(
+        DEFAULT_VERIFY_SCHEDULE,
+        doc="when the newest snapshot is read again and verified (bucket and replica)",
+        check=event_schedule,
+    )
     retention_days: int = setting(
         30, doc="snapshots expire after this many days", check=InRange(1, 36500)
     )
@@ -431,6 +437,11 @@ class ConsulSnapshotBackupArgs:
     def problems(cls, values: Mapping[str, Any]) -> list[Problem]:
         """What is wrong with these argument values, without raising; ``[]`` when nothing."""
         return _checked(values)[1]
+
+    @property
+    def verify_window_minutes(self) -> int:
+        """How long without a successful re-verification before its alarm fires."""
+        return _default_alarm_window(self.verify_schedule)
 
     @property
     def alarm_window_minutes(self) -> int:

@@ -16,11 +16,29 @@ import pulumi_aws as aws
 
 from snapshot_backup.environment import EnvVar
 from snapshot_backup.keys import CLUSTER_NAME, CLUSTER_NAME_RULE, cluster_prefix
-from snapshot_backup.telemetry import CLUSTER_DIMENSION, NAMESPACE, SUCCESS_METRIC
+from snapshot_backup.telemetry import (
+    CLUSTER_DIMENSION,
+    NAMESPACE,
+    SUCCESS_METRIC,
+    VERIFY_FAILURE_METRIC,
+    VERIFY_SUCCESS_METRIC,
+)
 
 from .args import ConfigError, ConsulSnapshotBackupArgs
-from .function_code import CA_BUNDLE_FILE, HANDLER, RUNTIME, TASK_ROOT, function_archive
-from .policies import VpcAccess, backup_function_policy, lambda_assume_role_policy
+from .function_code import (
+    CA_BUNDLE_FILE,
+    HANDLER,
+    RUNTIME,
+    TASK_ROOT,
+    VERIFY_HANDLER,
+    function_archive,
+)
+from .policies import (
+    VpcAccess,
+    backup_function_policy,
+    lambda_assume_role_policy,
+    verify_function_policy,
+)
 from .snapshot_bucket import (
     REPLICATION_MINUTES,
     REPLICATION_RULE_ID,
@@ -107,6 +125,8 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
         self.alarm_topic_arn = self._create_alarm_topic()
         self.errors_alarm, self.missed_backup_alarm = self._create_alarms()
         self.replication_alarms = self._create_replication_alarms()
+        self.verify_function, self.verify_rule = self._create_verification()
+        self.verify_alarms = self._create_verification_alarms()
 
         self.bucket_name = self.bucket.name
         self.function_name = self.function.name
@@ -384,3 +404,124 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
             )
             for suffix, metric, statistic, threshold, what in watched
         ]
+
+    def _create_verification(self) -> tuple[aws.lambda_.Function, aws.cloudwatch.EventRule]:
+        """The daily re-verification: its own role (list and read only), log, function, schedule."""
+        name, args = self._name, self._args
+        replica = self.bucket.replica
+        readable = [pulumi.Output.all(self.bucket.arn, self.key_prefix)]
+        if replica is not None:
+            readable.append(pulumi.Output.all(replica.bucket_arn, self.key_prefix))
+        kms = [k for k in (self.kms_key_arn, replica.kms_key_arn if replica else None) if k]
+        self.verify_log_group = aws.cloudwatch.LogGroup(
+            f"{name}-verify-logs", retention_in_days=args.log_retention_days, opts=self._child
+        )
+        self.verify_role = aws.iam.Role(
+            f"{name}-verify-role",
+            description=f"consul-backup re-verification for Consul cluster {name}",
+            assume_role_policy=json.dumps(lambda_assume_role_policy()),
+            opts=self._child,
+        )
+        self.verify_role_policy = aws.iam.RolePolicy(
+            f"{name}-verify-policy",
+            role=self.verify_role.id,
+            policy=pulumi.Output.all(self.verify_log_group.arn, *readable).apply(
+                lambda values: json.dumps(
+                    verify_function_policy(
+                        readable=[tuple(pair) for pair in values[1:]],
+                        log_group_arn=values[0],
+                        kms_key_arns=kms,
+                    ),
+                    sort_keys=True,
+                )
+            ),
+            opts=self._child,
+        )
+        environment: dict[str, pulumi.Input[str]] = {
+            EnvVar.BACKUP_BUCKET: self.bucket.name,
+            EnvVar.BACKUP_PREFIX: args.key_prefix,
+            EnvVar.CLUSTER_NAME: name,
+        }
+        if replica is not None:
+            environment[EnvVar.REPLICA_BUCKET] = pulumi.Output.from_input(replica.bucket_arn).apply(
+                lambda arn: arn.split(":::", 1)[-1]
+            )
+            environment[EnvVar.REPLICA_REGION] = replica.region
+        function = aws.lambda_.Function(
+            f"{name}-verify",
+            description=f"Re-reads and verifies the newest snapshot of {name}",
+            runtime=RUNTIME,
+            architectures=["arm64"],
+            handler=VERIFY_HANDLER,
+            code=function_archive(),
+            role=self.verify_role.arn,
+            memory_size=args.memory_size,
+            timeout=args.timeout,
+            environment={"variables": environment},
+            logging_config={"log_format": "Text", "log_group": self.verify_log_group.name},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.verify_role_policy]),
+        )
+        rule = aws.cloudwatch.EventRule(
+            f"{name}-verify-schedule",
+            description=f"consul-backup re-verification schedule for {name}",
+            schedule_expression=args.verify_schedule,
+            opts=self._child,
+        )
+        permission = aws.lambda_.Permission(
+            f"{name}-verify-invoke",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="events.amazonaws.com",
+            source_arn=rule.arn,
+            opts=self._child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-verify-target",
+            rule=rule.name,
+            arn=function.arn,
+            retry_policy={"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 3600},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
+        )
+        return function, rule
+
+    def _create_verification_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
+        """A failed re-verification, and none succeeding within two verify intervals."""
+        name = self._name
+        failed = aws.cloudwatch.MetricAlarm(
+            f"{name}-verify-failed",
+            alarm_description=f"consul-backup for {name}: a stored snapshot failed verification",
+            namespace=NAMESPACE,
+            metric_name=VERIFY_FAILURE_METRIC,
+            dimensions={CLUSTER_DIMENSION: name},
+            statistic="Sum",
+            period=300,
+            evaluation_periods=1,
+            threshold=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[self.alarm_topic_arn],
+            ok_actions=[self.alarm_topic_arn],
+            opts=self._child,
+        )
+        window = self._args.verify_window_minutes
+        period, periods = alarm_period(window)
+        missed = aws.cloudwatch.MetricAlarm(
+            f"{name}-verify-missed",
+            alarm_description=(
+                f"consul-backup for {name}: no verification succeeded in {window} minutes"
+            ),
+            namespace=NAMESPACE,
+            metric_name=VERIFY_SUCCESS_METRIC,
+            dimensions={CLUSTER_DIMENSION: name},
+            statistic="Sum",
+            period=period,
+            evaluation_periods=periods,
+            datapoints_to_alarm=periods,
+            threshold=1,
+            comparison_operator="LessThanThreshold",
+            treat_missing_data="breaching",
+            alarm_actions=[self.alarm_topic_arn],
+            ok_actions=[self.alarm_topic_arn],
+            opts=self._child,
+        )
+        return [failed, missed]

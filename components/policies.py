@@ -237,3 +237,46 @@ def replication_policy(
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def verify_function_policy(
+    *,
+    readable: Sequence[tuple[str, str]],
+    log_group_arn: str,
+    kms_key_arns: Sequence[str] = (),
+) -> Document:
+    """What the re-verification may do: list and read one cluster's snapshots; nothing else.
+
+    ``readable`` holds (bucket ARN, cluster prefix) pairs: the bucket, and the replica.
+    """
+    statements: list[Document] = [
+        {
+            "Sid": "ReadThisClustersSnapshots",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": [f"{bucket}/{prefix}*" for bucket, prefix in readable],
+        },
+        {
+            "Sid": "ListThisClustersSnapshots",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": [bucket for bucket, _ in readable],
+            "Condition": {"StringLike": {"s3:prefix": sorted({f"{p}*" for _, p in readable})}},
+        },
+        {
+            "Sid": "WriteOwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": f"{log_group_arn}:*",
+        },
+    ]
+    if kms_key_arns:
+        statements.append(
+            {
+                "Sid": "DecryptSnapshots",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": sorted(set(kms_key_arns)),
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}

@@ -472,3 +472,39 @@ def test_an_unmocked_invoke_fails_the_run(monkeypatch):
     monkeypatch.delitem(INVOKES, "aws:index/getRegion:getRegion")
     with pytest.raises(Exception, match="unmocked invoke aws:index/getRegion:getRegion"):
         run_program(STACK)
+
+
+def test_the_re_verification_may_only_list_and_read_its_clusters_snapshots(up):
+    verify = up.one("aws:lambda/function:Function", "alpha-verify").inputs
+    assert verify["handler"] == "handler.verify_handler"
+    assert verify["role"] == f"arn:aws:iam:{REGION}:{ACCOUNT}:alpha-verify-role"
+    assert verify["environment"]["variables"] == {
+        "BACKUP_BUCKET": "alpha-snapshots-bucket-0a1b2c3",
+        "BACKUP_PREFIX": "consul-snapshots/",
+        "CLUSTER_NAME": "alpha",
+    }
+    raw = up.one("aws:iam/rolePolicy:RolePolicy", "alpha-verify-policy").inputs["policy"]
+    statements = statements_by_sid(json.loads(raw))
+    actions = {a for s in statements.values() for a in as_list(s["Action"])}
+    assert actions == {
+        "s3:GetObject",
+        "s3:ListBucket",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "kms:Decrypt",
+    }
+    assert statements["ReadThisClustersSnapshots"]["Resource"] == [
+        "arn:aws:s3:::alpha-snapshots-bucket-0a1b2c3/consul-snapshots/alpha/*"
+    ]
+    rule = up.one("aws:cloudwatch/eventRule:EventRule", "alpha-verify-schedule").inputs
+    assert rule["scheduleExpression"] == "rate(1 day)"
+
+
+def test_a_failed_or_missing_verification_alarms(up):
+    alarms = {a.name: a.inputs for a in up.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    failed, missed = alarms["alpha-verify-failed"], alarms["alpha-verify-missed"]
+    assert (failed["namespace"], failed["metricName"]) == ("ConsulBackup", "VerifyFailure")
+    assert missed["metricName"] == "VerifySuccess" and missed["treatMissingData"] == "breaching"
+    # Two daily intervals: two periods of a day, both without a success.
+    assert (missed["period"], missed["evaluationPeriods"]) == (86400, 2)
+    assert missed["dimensions"] == {"Cluster": "alpha"}

@@ -309,7 +309,9 @@ def test_the_example_stack_is_valid_and_its_secret_decrypts():
     run = run_program(values)
     assert {r.name for r in run.of_type("aws:lambda/function:Function")} == {
         "prod-function",
+        "prod-verify",
         "staging-function",
+        "staging-verify",
     }
 
 

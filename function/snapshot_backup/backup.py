@@ -14,13 +14,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
-import boto3
 import urllib3
-from botocore.config import Config
 
+from .aws_clients import aws_client
 from .consul import ConsulClient, ConsulError, SnapshotStream
 from .deadline import STALLED, TOO_SLOW, Deadline, DeadlineError
 from .environment import EnvVar
@@ -32,23 +30,6 @@ from .store import SnapshotStore
 from .telemetry import emit, run_record
 from .token_source import reread_token
 from .verify import SnapshotMeta, TeeReader, verify_archive
-
-_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=8)
-
-
-@lru_cache(maxsize=8)
-def _client(service: str, endpoint: str | None, region: str | None) -> Any:
-    # Keyed by endpoint and region so a warm container (or a test run) that
-    # changes them gets a matching client; boto3 reads both from the env anyway.
-    return boto3.client(service, config=_AWS_CONFIG)
-
-
-def aws_client(service: str) -> Any:
-    return _client(
-        service,
-        os.environ.get("AWS_ENDPOINT_URL"),
-        os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-    )
 
 
 def consul_client_for(settings: BackupSettings, deadline: Deadline) -> ConsulClient:

@@ -26,6 +26,8 @@ class EnvVar(StrEnum):
     BACKUP_PREFIX = "BACKUP_PREFIX"
     CLUSTER_NAME = "CLUSTER_NAME"
     KEEP_LATEST = "KEEP_LATEST"
+    REPLICA_BUCKET = "REPLICA_BUCKET"
+    REPLICA_REGION = "REPLICA_REGION"
 
 
 # One line each, for the README's table of the contract.
@@ -45,4 +47,6 @@ ENV_DOCS = {
     EnvVar.CLUSTER_NAME: "required; names the cluster in keys, metadata, logs and metrics",
     EnvVar.KEEP_LATEST: "the newest N snapshots never expire (1 to 1000, default 7); older "
     "ones are tagged for lifecycle to expire",
+    EnvVar.REPLICA_BUCKET: "re-verification only: the replica bucket, verified as well",
+    EnvVar.REPLICA_REGION: "re-verification only: the replica bucket's region",
 }

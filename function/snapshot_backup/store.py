@@ -22,6 +22,10 @@ class SnapshotNotFoundError(LookupError):
 _DATE_FOLDERS = (4, 2, 2)
 
 
+# Storage classes S3 serves only after a restore request (GLACIER_IR serves at once).
+ARCHIVED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+
+
 @dataclass(frozen=True)
 class StoredSnapshot:
     key: str
@@ -29,6 +33,12 @@ class StoredSnapshot:
     taken_at: datetime
     raft_index: int
     size: int
+    storage_class: str = "STANDARD"
+
+    @property
+    def archived(self) -> bool:
+        """In a class S3 serves only after a restore (hours); INTELLIGENT_TIERING may be too."""
+        return self.storage_class in ARCHIVED_CLASSES
 
 
 def _newest_first(snapshot: StoredSnapshot) -> tuple[datetime, int, str]:
@@ -113,6 +123,7 @@ class SnapshotStore:
                         parsed.taken_at,
                         parsed.raft_index,
                         item["Size"],
+                        item.get("StorageClass", "STANDARD"),
                     )
                 )
         return found

@@ -18,6 +18,11 @@ SUCCESS_METRIC = "BackupSuccess"
 FAILURE_METRIC = "BackupFailure"
 BYTES_METRIC = "SnapshotBytes"
 DURATION_METRIC = "BackupDuration"
+VERIFY_SUCCESS_METRIC = "VerifySuccess"
+VERIFY_FAILURE_METRIC = "VerifyFailure"
+VERIFIED_AGE_METRIC = "NewestVerifiedAge"
+VERIFIED_BYTES_METRIC = "VerifiedBytes"
+VERIFY_DURATION_METRIC = "VerifyDuration"
 
 
 def run_record(
@@ -47,6 +52,38 @@ def run_record(
         DURATION_METRIC: round(duration_s * 1000, 1),
         **details,
     }
+
+
+def verify_record(
+    cluster: str, succeeded: bool, duration_s: float, details: dict[str, Any]
+) -> dict[str, Any]:
+    """The re-verification's line: its outcome, and the age of the newest proven snapshot."""
+    age = details.get("newest_verified_age_s")
+    metrics = [
+        {"Name": VERIFY_SUCCESS_METRIC, "Unit": "Count"},
+        {"Name": VERIFY_FAILURE_METRIC, "Unit": "Count"},
+        {"Name": VERIFIED_BYTES_METRIC, "Unit": "Bytes"},
+        {"Name": VERIFY_DURATION_METRIC, "Unit": "Milliseconds"},
+    ]
+    record: dict[str, Any] = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {"Namespace": NAMESPACE, "Dimensions": [[CLUSTER_DIMENSION]], "Metrics": metrics}
+            ],
+        },
+        CLUSTER_DIMENSION: cluster,
+        "outcome": "verified" if succeeded else "failure",
+        VERIFY_SUCCESS_METRIC: 1 if succeeded else 0,
+        VERIFY_FAILURE_METRIC: 0 if succeeded else 1,
+        VERIFIED_BYTES_METRIC: details.get("bytes", 0),
+        VERIFY_DURATION_METRIC: round(duration_s * 1000, 1),
+        **details,
+    }
+    if age is not None:
+        metrics.append({"Name": VERIFIED_AGE_METRIC, "Unit": "Seconds"})
+        record[VERIFIED_AGE_METRIC] = age
+    return record
 
 
 def emit(record: dict[str, Any], stream: TextIO | None = None) -> None:

@@ -1,0 +1,160 @@
+"""Proven restorable, every day: re-read the newest snapshot and verify it again.
+
+A snapshot verified once at upload can still fail on the day it is needed: its
+key disabled, the object gone, the replica stale. The re-verification function
+(same code archive, handler ``verify_handler``) reads the newest snapshot of its
+cluster from the bucket, and from the replica when there is one, streams it
+through the same verifier (one pass, flat memory), and checks it against what
+was stored: the archive's SHA-256 where the object records it, and the raft
+index in its key. A snapshot in an archived storage class is passed over for
+the newest one S3 serves at once. Its role may only list and read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .aws_clients import aws_client, regional_client
+from .environment import EnvVar
+from .keys import CLUSTER_NAME, CLUSTER_NAME_RULE, normalize_prefix
+from .settings import SettingsError
+from .store import SnapshotStore, StoredSnapshot
+from .telemetry import emit, verify_record
+from .verify import ArchiveError, TeeReader, verify_archive
+
+# How many of the newest snapshots to look through for one not archived.
+SCAN_DEPTH = 50
+
+
+class VerificationError(Exception):
+    """A stored snapshot is not what was stored, or none can be read at once."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A bucket to verify in: the primary, or the replica (in its own region)."""
+
+    name: str
+    bucket: str
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    cluster_name: str
+    prefix: str
+    locations: tuple[Location, ...]
+
+
+def load_verify_settings(env: Mapping[str, str]) -> VerifySettings:
+    cluster = (env.get(EnvVar.CLUSTER_NAME) or "").strip()
+    if not CLUSTER_NAME.fullmatch(cluster):
+        raise SettingsError(f"{EnvVar.CLUSTER_NAME} {cluster!r} must be {CLUSTER_NAME_RULE}")
+    bucket = (env.get(EnvVar.BACKUP_BUCKET) or "").strip()
+    if not bucket:
+        raise SettingsError(f"{EnvVar.BACKUP_BUCKET} is required")
+    locations = [Location("bucket", bucket)]
+    replica = (env.get(EnvVar.REPLICA_BUCKET) or "").strip()
+    if replica:
+        region = (env.get(EnvVar.REPLICA_REGION) or "").strip() or None
+        locations.append(Location("replica", replica, region))
+    return VerifySettings(
+        cluster, normalize_prefix(env.get(EnvVar.BACKUP_PREFIX)), tuple(locations)
+    )
+
+
+def verify_newest(store: SnapshotStore, cluster: str, now: datetime) -> dict[str, Any]:
+    """Verify the newest snapshot S3 serves at once; what was proven, or an error."""
+    candidates = store.newest(cluster, SCAN_DEPTH)
+    if not candidates:
+        raise VerificationError(f"no snapshot of {cluster} in s3://{store.bucket}/{store.prefix}")
+    readable = [s for s in candidates if not _archived(store, s)]
+    if not readable:
+        raise VerificationError(
+            f"the newest {len(candidates)} snapshots of {cluster} in s3://{store.bucket} are "
+            "all archived: none can be read without a restore"
+        )
+    snapshot = readable[0]
+    response = store.open(snapshot.key)
+    digest = hashlib.sha256()
+    try:
+        report = verify_archive(TeeReader(response["Body"], digest.update))
+    finally:
+        response["Body"].close()
+    recorded = response.get("Metadata", {}).get("sha256")
+    if recorded and recorded != digest.hexdigest():
+        raise VerificationError(
+            f"{snapshot.key}: archive SHA-256 {digest.hexdigest()} "
+            f"differs from the recorded {recorded}"
+        )
+    if report.meta.index != snapshot.raft_index:
+        raise VerificationError(
+            f"{snapshot.key}: the key says raft index {snapshot.raft_index}, "
+            f"the archive {report.meta.index}"
+        )
+    return {
+        "key": snapshot.key,
+        "raft_index": report.meta.index,
+        "bytes": snapshot.size,
+        "sha256": digest.hexdigest(),
+        "age_s": round((now - snapshot.taken_at).total_seconds()),
+        "passed_over_archived": candidates.index(snapshot),
+    }
+
+
+def _archived(store: SnapshotStore, snapshot: StoredSnapshot) -> bool:
+    if snapshot.archived:
+        return True
+    if snapshot.storage_class != "INTELLIGENT_TIERING":
+        return False
+    # Intelligent-Tiering's archive tiers show only in HeadObject.
+    head = store.s3.head_object(Bucket=store.bucket, Key=snapshot.key)
+    return bool(head.get("ArchiveStatus"))
+
+
+def run_verification(
+    settings: VerifySettings, s3_for: Callable[[str | None], Any], now: datetime | None = None
+) -> dict[str, Any]:
+    """Verify every location; raises on the first that fails, naming it."""
+    now = now or datetime.now(UTC)
+    results = {}
+    for location in settings.locations:
+        store = SnapshotStore(s3_for(location.region), location.bucket, settings.prefix)
+        try:
+            results[location.name] = verify_newest(store, settings.cluster_name, now)
+        except (ArchiveError, VerificationError) as exc:
+            raise VerificationError(f"{location.name} s3://{location.bucket}: {exc}") from exc
+    return {
+        "cluster": settings.cluster_name,
+        "verified": results,
+        "bytes": sum(r["bytes"] for r in results.values()),
+        "newest_verified_age_s": max(r["age_s"] for r in results.values()),
+    }
+
+
+def verify_handler(
+    event: Any, context: Any, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Lambda entry point of the daily re-verification."""
+    env = os.environ if env is None else env
+    started = time.monotonic()
+    cluster = env.get(EnvVar.CLUSTER_NAME, "") or "unknown"
+    try:
+        settings = load_verify_settings(env)
+
+        def s3_for(region: str | None) -> Any:
+            return regional_client("s3", region) if region else aws_client("s3")
+
+        summary = run_verification(settings, s3_for)
+    except Exception as exc:
+        details = {"error": f"{type(exc).__name__}: {exc}"}
+        emit(verify_record(cluster, False, time.monotonic() - started, details))
+        raise
+    emit(verify_record(cluster, True, time.monotonic() - started, summary))
+    return summary
