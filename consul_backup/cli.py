@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,7 +25,7 @@ from snapshot_backup.consul import ConsulClient, ConsulError
 from snapshot_backup.environment import EnvVar
 from snapshot_backup.keys import DEFAULT_PREFIX
 from snapshot_backup.settings import SettingsError, load_consul_settings
-from snapshot_backup.store import SnapshotNotFoundError, SnapshotStore
+from snapshot_backup.store import SnapshotNotFoundError, SnapshotStore, StoredSnapshot
 from snapshot_backup.token_source import TokenError
 from snapshot_backup.verify import ArchiveError, ArchiveReport, TeeReader, verify_archive
 
@@ -92,6 +93,21 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     snapshot_argument(restore)
     consul_options(restore, env)
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    thaw = commands.add_parser(
+        "thaw", help="restore an archived snapshot (GLACIER, DEEP_ARCHIVE) so that it reads again"
+    )
+    store_options(thaw, cluster_required=True)
+    snapshot_argument(thaw)
+    thaw.add_argument(
+        "--tier",
+        choices=("Expedited", "Standard", "Bulk"),
+        default="Standard",
+        help="how fast (and dear): minutes, hours (3-5; 12 for DEEP_ARCHIVE), or up to 48 hours",
+    )
+    thaw.add_argument("--days", type=int, default=3, help="days the thawed copy stays readable")
+    thaw.add_argument("--wait", action="store_true", help="show progress until it reads")
+    thaw.add_argument("--poll-seconds", type=float, default=60.0, help=argparse.SUPPRESS)
 
     backup = commands.add_parser("backup", help="take a backup now")
     store_options(backup, cluster_required=True)
@@ -204,7 +220,9 @@ class Cli:
     # --- commands ----------------------------------------------------------
 
     def list(self, args: argparse.Namespace) -> int:
-        snapshots = self.store(args).list(args.cluster)
+        store = self.store(args)
+        snapshots = store.list(args.cluster)
+        states = {s.key: self._state(store, s) for s in snapshots}
         if args.json:
             for s in snapshots:
                 record = {
@@ -213,24 +231,77 @@ class Cli:
                     "taken_at": s.taken_at.isoformat(),
                     "raft_index": s.raft_index,
                     "bytes": s.size,
+                    "storage_class": s.storage_class,
+                    "state": states[s.key],
                 }
                 self.say(json.dumps(record))
             return ExitCode.OK
         if not snapshots:
             self.say("no snapshots")
             return ExitCode.OK
-        self.say(f"{'TAKEN (UTC)':<20} {'CLUSTER':<16} {'RAFT INDEX':>12} {'SIZE':>11}  KEY")
+        self.say(
+            f"{'TAKEN (UTC)':<20} {'CLUSTER':<16} {'RAFT INDEX':>12} {'SIZE':>11}  "
+            f"{'CLASS':<12} {'STATE':<10} KEY"
+        )
         for s in snapshots:
             self.say(
                 f"{s.taken_at:%Y-%m-%d %H:%M:%S} {s.cluster:<16} {s.raft_index:>12} "
-                f"{human_bytes(s.size):>11}  {s.key}"
+                f"{human_bytes(s.size):>11}  {s.storage_class:<12} {states[s.key]:<10} {s.key}"
             )
+        return ExitCode.OK
+
+    @staticmethod
+    def _state(store: SnapshotStore, snapshot: StoredSnapshot) -> str:
+        # Only an archive class needs a HeadObject to tell whether a thaw is on.
+        if snapshot.storage_class in ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR"):
+            return "ready"
+        return store.archive_state(snapshot.key).describe()
+
+    def _readable(self, store: SnapshotStore, key: str, args: argparse.Namespace) -> None:
+        """Stop at once, saying what to do, when S3 would not serve the object now."""
+        state = store.archive_state(key)
+        if state.readable:
+            return
+        doing = (
+            "a thaw is under way; wait for it"
+            if state.restoring
+            else f"thaw it first: consul-backup thaw --bucket {store.bucket} "
+            f"--cluster {args.cluster} {key} --wait"
+        )
+        raise SnapshotArchivedError(
+            f"s3://{store.bucket}/{key} is in {state.storage_class}: S3 serves it only after a "
+            f"restore from the archive (minutes to hours by tier); {doing}"
+        )
+
+    def thaw(self, args: argparse.Namespace) -> int:
+        store = self.store(args)
+        key = store.resolve(args.cluster, args.snapshot)
+        state = store.archive_state(key)
+        if not state.archived:
+            self.say(f"{key} is in {state.storage_class}: it reads at once, nothing to thaw")
+            return ExitCode.OK
+        if not state.restoring and state.restored_until is None:
+            store.s3.restore_object(
+                Bucket=store.bucket,
+                Key=key,
+                RestoreRequest={"Days": args.days, "GlacierJobParameters": {"Tier": args.tier}},
+            )
+            self.say(
+                f"Thawing {key} from {state.storage_class} ({args.tier}, kept {args.days} days)"
+            )
+        while args.wait:
+            state = store.archive_state(key)
+            if state.restored_until is not None:
+                break
+            print(f"  {key}: {state.describe()}", file=self.err, flush=True)
+            time.sleep(args.poll_seconds)
+        self.say(f"{key}: {store.archive_state(key).describe()}")
         return ExitCode.OK
 
     def _verify_object(
         self, store: SnapshotStore, key: str, sink: Callable[[bytes], None] | None = None
     ) -> tuple[ArchiveReport, str, dict[str, Any]]:
-        response = store.open(key)
+        response = store.open(key)  # archived objects were stopped before (_readable)
         progress = Progress("verifying", response.get("ContentLength"), self.err)
         digest = hashlib.sha256()
 
@@ -254,6 +325,7 @@ class Cli:
     def verify(self, args: argparse.Namespace) -> int:
         store = self.store(args)
         key = store.resolve(args.cluster, args.snapshot)
+        self._readable(store, key, args)
         report, sha256, response = self._verify_object(store, key)
         self.say(
             f"OK {key}\n  raft index {report.meta.index}, term {report.meta.term}, "
@@ -265,6 +337,7 @@ class Cli:
     def download(self, args: argparse.Namespace) -> int:
         store = self.store(args)
         key = store.resolve(args.cluster, args.snapshot)
+        self._readable(store, key, args)
         target: Path = args.output
         if target.exists() and not args.force:
             raise UsageError(f"{target} exists: pass --force to replace it")
@@ -290,6 +363,7 @@ class Cli:
         store = self.store(args)
         consul = self.consul(args)
         key = store.resolve(args.cluster, args.snapshot)
+        self._readable(store, key, args)
         report, sha256, first = self._verify_object(store, key)
         version = first.get("VersionId")
         size = int(first["ContentLength"])
@@ -353,6 +427,10 @@ class RemoteFailureError(Exception):
     pass
 
 
+class SnapshotArchivedError(Exception):
+    pass
+
+
 def run(
     argv: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -379,6 +457,9 @@ def run(
     except NotConfirmedError as exc:
         print(f"consul-backup: {exc}", file=err)
         return ExitCode.NOT_CONFIRMED
+    except SnapshotArchivedError as exc:
+        print(f"consul-backup: {exc}", file=err)
+        return ExitCode.ARCHIVED
     except (ConsulError, TokenError, RemoteFailureError) as exc:
         print(f"consul-backup: {exc}", file=err)
         return ExitCode.REMOTE

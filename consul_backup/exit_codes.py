@@ -14,6 +14,8 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3
     REMOTE = 4
     NOT_CONFIRMED = 5
+    ARCHIVED = 6
+    UNHEALTHY = 7
     INTERRUPTED = 130
 
     @property
@@ -28,6 +30,8 @@ _MEANINGS = {
     ExitCode.NOT_FOUND: "snapshot not found",
     ExitCode.REMOTE: "AWS or Consul refused or could not be reached",
     ExitCode.NOT_CONFIRMED: "restore not confirmed",
+    ExitCode.ARCHIVED: "the snapshot is archived: thaw it first",
+    ExitCode.UNHEALTHY: "status: a cluster is behind its schedule or an alarm is firing",
     ExitCode.INTERRUPTED: "interrupted",
 }
 

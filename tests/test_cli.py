@@ -278,3 +278,49 @@ def test_a_replica_in_another_region_reads_like_the_primary(consul, s3, monkeypa
     )
     assert given.code == ExitCode.OK and summary["key"] in given.out
     assert regions == ["eu-central-1"]  # no discovery asked for: one client, in that region
+
+
+def archive_in_glacier(s3, bucket: str, key: str) -> None:
+    s3.copy_object(
+        Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key}, StorageClass="GLACIER"
+    )
+
+
+def test_an_archived_snapshot_stops_verify_download_and_restore_with_what_to_do(
+    consul, s3, bucket, tmp_path
+):
+    key = back_up(consul, bucket)["key"]
+    archive_in_glacier(s3, bucket, key)
+    listed = cli("list", "--bucket", bucket, "--cluster", "prod")
+    assert "GLACIER" in listed.out and "archived" in listed.out
+    for command in (
+        ("verify", "--bucket", bucket, "--cluster", "prod", "latest"),
+        ("download", "--bucket", bucket, "--cluster", "prod", "latest", "-o", str(tmp_path / "s")),
+        ("restore", "--bucket", bucket, "--cluster", "prod", "latest", "--yes",
+         "--consul-addr", consul.address),
+    ):  # fmt: skip
+        result = cli(*command)
+        assert result.code == ExitCode.ARCHIVED, result.err
+        assert "is in GLACIER" in result.err and "consul-backup thaw" in result.err
+    assert not (tmp_path / "s").exists() and consul.restores == 0
+
+
+def test_thaw_restores_from_the_archive_and_then_it_verifies(consul, s3, bucket):
+    key = back_up(consul, bucket)["key"]
+    archive_in_glacier(s3, bucket, key)
+    thawed = cli(
+        "thaw", "--bucket", bucket, "--cluster", "prod", "latest",
+        "--tier", "Bulk", "--days", "2", "--wait", "--poll-seconds", "0.1",
+    )  # fmt: skip
+    assert thawed.code == ExitCode.OK, thawed.err
+    assert f"Thawing {key} from GLACIER (Bulk, kept 2 days)" in thawed.out
+    assert "thawed until" in thawed.out
+    listed = cli("list", "--bucket", bucket, "--cluster", "prod", "--json")
+    assert json.loads(listed.out)["state"].startswith("thawed until")
+    assert cli("verify", "--bucket", bucket, "--cluster", "prod", "latest").code == ExitCode.OK
+
+
+def test_thaw_of_a_snapshot_that_reads_at_once_does_nothing(consul, s3, bucket):
+    back_up(consul, bucket)
+    result = cli("thaw", "--bucket", bucket, "--cluster", "prod", "latest")
+    assert result.code == ExitCode.OK and "nothing to thaw" in result.out

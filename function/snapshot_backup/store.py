@@ -18,6 +18,41 @@ class SnapshotNotFoundError(LookupError):
     pass
 
 
+@dataclass(frozen=True)
+class ArchiveState:
+    """Whether S3 serves a snapshot now, or only after a restore from its archive."""
+
+    storage_class: str
+    archived: bool  # in an archive class (or Intelligent-Tiering's archive tiers)
+    restoring: bool = False
+    restored_until: str | None = None
+
+    @property
+    def readable(self) -> bool:
+        return not self.archived or self.restored_until is not None
+
+    def describe(self) -> str:
+        if not self.archived:
+            return "ready"
+        if self.restoring:
+            return "thawing"
+        if self.restored_until:
+            return f"thawed until {self.restored_until}"
+        return "archived"
+
+
+def archive_state_of(head: dict[str, Any]) -> ArchiveState:
+    """From a HeadObject answer: the class, and the ``Restore`` header S3 keeps during a thaw."""
+    storage_class = head.get("StorageClass", "STANDARD")
+    archived = storage_class in ARCHIVED_CLASSES or bool(head.get("ArchiveStatus"))
+    restore = head.get("Restore") or ""
+    restoring = 'ongoing-request="true"' in restore
+    until = None
+    if 'ongoing-request="false"' in restore and "expiry-date=" in restore:
+        until = restore.split("expiry-date=", 1)[1].strip('" ')
+    return ArchiveState(storage_class, archived, restoring, until)
+
+
 # Digits in each date folder of a key: <cluster>/<yyyy>/<mm>/<dd>/ (see keys.py).
 _DATE_FOLDERS = (4, 2, 2)
 
@@ -144,6 +179,15 @@ class SnapshotStore:
                 f"{cluster_prefix(self.prefix, cluster)}"
             )
         return reference
+
+    def archive_state(self, key: str) -> ArchiveState:
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise SnapshotNotFoundError(f"s3://{self.bucket}/{key} does not exist") from exc
+            raise
+        return archive_state_of(head)
 
     def open(self, key: str, version_id: str | None = None) -> dict[str, Any]:
         """GetObject, streaming; the body is read as it arrives."""
