@@ -134,6 +134,15 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
         replica = self.bucket.replica
         self.replica_bucket_arn = pulumi.Output.from_input(replica.bucket_arn if replica else "")
         self.replica_region = pulumi.Output.from_input(replica.region if replica else "")
+        # What `consul-backup status` needs to judge the cluster from the stack outputs.
+        self.backup_window_minutes = args.alarm_window_minutes
+        alarms = [
+            self.errors_alarm,
+            self.missed_backup_alarm,
+            *self.replication_alarms,
+            *self.verify_alarms,
+        ]
+        self.alarm_names = pulumi.Output.all(*(alarm.name for alarm in alarms))
         self.register_outputs(
             {
                 "bucket": self.bucket_name,
@@ -143,6 +152,8 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
                 "alarmTopicArn": self.alarm_topic_arn,
                 "replicaBucketArn": self.replica_bucket_arn,
                 "replicaRegion": self.replica_region,
+                "backupWindowMinutes": self.backup_window_minutes,
+                "alarmNames": self.alarm_names,
             }
         )
 

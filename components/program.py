@@ -62,6 +62,8 @@ def stack_outputs(backups: dict[str, ConsulSnapshotBackup]) -> dict[str, pulumi.
             alarmTopicArn=backup.alarm_topic_arn,
             replicaBucketArn=backup.replica_bucket_arn,
             replicaRegion=backup.replica_region,
+            backupWindowMinutes=backup.backup_window_minutes,
+            alarmNames=backup.alarm_names,
         )
         for name, backup in backups.items()
     }

@@ -31,6 +31,7 @@ from snapshot_backup.verify import ArchiveError, ArchiveReport, TeeReader, verif
 
 from .exit_codes import ExitCode, exit_code_summary
 from .progress import Progress, human_bytes
+from .status import ClusterTarget, cluster_status, targets_from_outputs
 
 
 class UsageError(Exception):
@@ -108,6 +109,29 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     thaw.add_argument("--days", type=int, default=3, help="days the thawed copy stays readable")
     thaw.add_argument("--wait", action="store_true", help="show progress until it reads")
     thaw.add_argument("--poll-seconds", type=float, default=60.0, help=argparse.SUPPRESS)
+
+    status = commands.add_parser(
+        "status",
+        help="every cluster's newest snapshot (bucket and replica) and alarms; "
+        "exit 7 when one is behind or an alarm fires",
+    )
+    status.add_argument(
+        "--outputs",
+        type=Path,
+        help="stack outputs: `pulumi stack output clusters --json > clusters.json` ('-': stdin)",
+    )
+    _env_option(
+        status, env, "--bucket", EnvVar.BACKUP_BUCKET, "snapshot bucket (without --outputs)"
+    )
+    _env_option(status, env, "--prefix", EnvVar.BACKUP_PREFIX, "key prefix", DEFAULT_PREFIX)
+    _env_option(status, env, "--cluster", EnvVar.CLUSTER_NAME, "only this cluster")
+    status.add_argument(
+        "--window-minutes",
+        type=int,
+        default=120,
+        help="age that counts as behind (without --outputs)",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object per cluster")
 
     backup = commands.add_parser("backup", help="take a backup now")
     store_options(backup, cluster_required=True)
@@ -396,6 +420,44 @@ class Cli:
             raise ArchiveError("the object changed between verification and restore")
         self.say(f"Restored {key} (raft index {report.meta.index}) into {consul.base_url}")
         return ExitCode.OK
+
+    def status(self, args: argparse.Namespace) -> int:
+        if args.outputs is not None:
+            text = sys.stdin.read() if str(args.outputs) == "-" else args.outputs.read_text()
+            targets = targets_from_outputs(json.loads(text))
+        elif args.bucket and args.cluster:
+            targets = [ClusterTarget(args.cluster, args.bucket, args.prefix, args.window_minutes)]
+        else:
+            raise UsageError("status needs --outputs, or --bucket and --cluster")
+        if args.cluster:
+            targets = [t for t in targets if t.cluster == args.cluster]
+            if not targets:
+                raise UsageError(f"no cluster {args.cluster!r} in the stack outputs")
+
+        def s3_for(region: str | None) -> Any:
+            return boto3.client("s3", region_name=region) if region else boto3.client("s3")
+
+        cloudwatch = boto3.client("cloudwatch")
+        statuses = [cluster_status(t, s3_for, cloudwatch) for t in targets]
+        for status in statuses:
+            if args.json:
+                self.say(json.dumps(status.as_dict(), default=str))
+                continue
+            verdict = "OK" if status.healthy else "BEHIND OR ALARMING"
+            self.say(f"{status.cluster}: {verdict} (window {status.window_minutes} min)")
+            for name, place in status.places.items():
+                if place.key is None:
+                    self.say(f"  {name:<8} s3://{place.bucket}: no snapshot")
+                    continue
+                behind = " (BEHIND)" if place.behind else ""
+                self.say(
+                    f"  {name:<8} {place.age_minutes:.0f} min old{behind}, "
+                    f"raft index {place.raft_index}, {human_bytes(place.bytes or 0)}, "
+                    f"{place.storage_class}{', ' + place.lock if place.lock else ''}  {place.key}"
+                )
+            for alarm, state in sorted(status.alarms.items()):
+                self.say(f"  alarm    {state:<17} {alarm}")
+        return ExitCode.OK if all(s.healthy for s in statuses) else ExitCode.UNHEALTHY
 
     def backup(self, args: argparse.Namespace) -> int:
         if args.local:

@@ -159,6 +159,14 @@ def test_stack_exports_per_cluster(up, preview):
         "alarmTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:alpha-alarms",
         "replicaBucketArn": "",
         "replicaRegion": "",
+        # What `consul-backup status` reads: the window of two 30-minute intervals.
+        "backupWindowMinutes": 60,
+        "alarmNames": [
+            "alpha-errors-0a1b2c3",
+            "alpha-missed-backup-0a1b2c3",
+            "alpha-verify-failed-0a1b2c3",
+            "alpha-verify-missed-0a1b2c3",
+        ],
     }
     assert up.exports["gamma"]["alarmTopicArn"] == f"arn:aws:sns:{REGION}:{ACCOUNT}:ops-alerts"
     # At preview the generated names are not known yet, and nothing pretends they are.

@@ -1,0 +1,121 @@
+"""``consul-backup status``: is every cluster backed up on time, in both places, with no alarm?
+
+Per cluster: the newest snapshot in the bucket and in the replica (its age
+against the backup window, raft index, size, storage class, lock), and the
+state of the cluster's alarms. Clusters come from the stack outputs
+(``pulumi stack output clusters --json``), or one from flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from snapshot_backup.store import SnapshotStore
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """Where one cluster's snapshots and alarms are, and how old its newest may be."""
+
+    cluster: str
+    bucket: str
+    prefix: str
+    window_minutes: int
+    replica_bucket: str | None = None
+    replica_region: str | None = None
+    alarm_names: tuple[str, ...] = ()
+
+
+def targets_from_outputs(outputs: dict[str, Any]) -> list[ClusterTarget]:
+    """The stack output ``clusters``: one entry per cluster, as the program exports it."""
+    targets = []
+    for cluster, out in sorted(outputs.items()):
+        suffix = f"{cluster}/"
+        key_prefix = out["keyPrefix"]
+        prefix = key_prefix[: -len(suffix)] if key_prefix.endswith(suffix) else key_prefix
+        replica_arn = out.get("replicaBucketArn") or ""
+        targets.append(
+            ClusterTarget(
+                cluster=cluster,
+                bucket=out["bucket"],
+                prefix=prefix,
+                window_minutes=int(out["backupWindowMinutes"]),
+                replica_bucket=replica_arn.split(":::", 1)[-1] or None,
+                replica_region=out.get("replicaRegion") or None,
+                alarm_names=tuple(out.get("alarmNames") or ()),
+            )
+        )
+    return targets
+
+
+@dataclass
+class PlaceStatus:
+    bucket: str
+    key: str | None = None
+    age_minutes: float | None = None
+    raft_index: int | None = None
+    bytes: int | None = None
+    storage_class: str | None = None
+    lock: str | None = None
+    behind: bool = True
+
+
+@dataclass
+class ClusterStatus:
+    cluster: str
+    window_minutes: int
+    places: dict[str, PlaceStatus] = field(default_factory=dict)
+    alarms: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return not any(p.behind for p in self.places.values()) and all(
+            state != "ALARM" for state in self.alarms.values()
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "healthy": self.healthy}
+
+
+def cluster_status(
+    target: ClusterTarget,
+    s3_for: Callable[[str | None], Any],
+    cloudwatch: Any,
+    now: datetime | None = None,
+) -> ClusterStatus:
+    now = now or datetime.now(UTC)
+    status = ClusterStatus(target.cluster, target.window_minutes)
+    places: list[tuple[str, str, str | None]] = [("bucket", target.bucket, None)]
+    if target.replica_bucket:
+        places.append(("replica", target.replica_bucket, target.replica_region))
+    for name, bucket, region in places:
+        status.places[name] = _place(
+            SnapshotStore(s3_for(region), bucket, target.prefix), target, now
+        )
+    if target.alarm_names:
+        found = cloudwatch.describe_alarms(AlarmNames=list(target.alarm_names))["MetricAlarms"]
+        status.alarms = {alarm["AlarmName"]: alarm["StateValue"] for alarm in found}
+    return status
+
+
+def _place(store: SnapshotStore, target: ClusterTarget, now: datetime) -> PlaceStatus:
+    place = PlaceStatus(store.bucket)
+    newest = store.latest(target.cluster)
+    if newest is None:
+        return place
+    head = store.s3.head_object(Bucket=store.bucket, Key=newest.key)
+    age = (now - newest.taken_at).total_seconds() / 60
+    lock = head.get("ObjectLockMode")
+    return PlaceStatus(
+        bucket=store.bucket,
+        key=newest.key,
+        age_minutes=round(age, 1),
+        raft_index=newest.raft_index,
+        bytes=newest.size,
+        storage_class=head.get("StorageClass", "STANDARD"),
+        lock=f"{lock} until {head['ObjectLockRetainUntilDate']:%Y-%m-%d}" if lock else None,
+        behind=age > target.window_minutes,
+    )
