@@ -60,8 +60,8 @@ def time_program(clusters: int) -> tuple[float, int]:
 
     @pulumi.runtime.test
     def program() -> Any:
-        _, outputs = run()
-        return pulumi.Output.all(**outputs)
+        _, exports = run()
+        return pulumi.Output.from_input(exports)
 
     started = time.perf_counter()
     program()

@@ -5,16 +5,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 
 from snapshot_backup.keys import DEFAULT_PREFIX, cluster_prefix
 
 from .config import PROJECT, StackSettings, parse_stack
 from .consul_snapshot_backup import ConsulSnapshotBackup, retention_rule
-from .snapshot_bucket import SnapshotBucket
+from .dashboard import DashboardCluster, dashboard_body, dashboard_url
+from .snapshot_bucket import REPLICATION_RULE_ID, SnapshotBucket
 
 
 def read_settings() -> StackSettings:
@@ -51,6 +54,40 @@ def build(settings: StackSettings) -> dict[str, ConsulSnapshotBackup]:
     }
 
 
+def create_dashboard(backups: dict[str, ConsulSnapshotBackup]) -> pulumi.Output[str]:
+    """The stack's dashboard; its URL."""
+    name = f"{PROJECT}-{pulumi.get_stack()}"
+    region = aws.get_region_output().region
+    replication = {
+        cluster: pulumi.Output.all(
+            backup.bucket_name,
+            backup.replica_bucket_arn.apply(lambda arn: arn.split(":::", 1)[-1]),
+        )
+        for cluster, backup in backups.items()
+        if backup.bucket.replica is not None
+    }
+
+    def body(values: list[Any]) -> str:
+        found = dict(zip(replication, values[1:], strict=True))
+        clusters = [
+            DashboardCluster(
+                cluster,
+                (found[cluster][0], found[cluster][1], REPLICATION_RULE_ID)
+                if cluster in found
+                else None,
+            )
+            for cluster in backups
+        ]
+        return json.dumps(dashboard_body(clusters, values[0]), sort_keys=True)
+
+    aws.cloudwatch.Dashboard(
+        PROJECT,
+        dashboard_name=name,
+        dashboard_body=pulumi.Output.all(region, *replication.values()).apply(body),
+    )
+    return region.apply(lambda r: dashboard_url(r, name))
+
+
 def stack_outputs(backups: dict[str, ConsulSnapshotBackup]) -> dict[str, pulumi.Output[Any]]:
     """Per cluster: where its snapshots go and what to look at when it fails."""
     return {
@@ -69,8 +106,13 @@ def stack_outputs(backups: dict[str, ConsulSnapshotBackup]) -> dict[str, pulumi.
     }
 
 
-def run() -> tuple[dict[str, ConsulSnapshotBackup], dict[str, pulumi.Output[Any]]]:
+def run() -> tuple[dict[str, ConsulSnapshotBackup], dict[str, Any]]:
+    """Build the stack; returns the components and what the stack exports."""
     backups = build(read_settings())
-    outputs = stack_outputs(backups)
-    pulumi.export("clusters", outputs)
-    return backups, outputs
+    exports: dict[str, Any] = {
+        "clusters": stack_outputs(backups),
+        "dashboardUrl": create_dashboard(backups),
+    }
+    for name, value in exports.items():
+        pulumi.export(name, value)
+    return backups, exports

@@ -138,7 +138,7 @@ def run_program(
     @pulumi.runtime.test
     def test_program() -> Any:
         outputs = body()
-        return pulumi.Output.all(**outputs).apply(exports.update, run_with_unknowns=True)
+        return pulumi.Output.from_input(outputs).apply(exports.update, run_with_unknowns=True)
 
     try:
         test_program()

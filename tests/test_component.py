@@ -149,8 +149,9 @@ def test_the_token_appears_nowhere_else(mode, up, preview):
 
 
 def test_stack_exports_per_cluster(up, preview):
-    assert set(up.exports) == {"alpha", "beta", "gamma"}
-    alpha = up.exports["alpha"]
+    assert set(up.exports) == {"clusters", "dashboardUrl"}
+    assert set(up.exports["clusters"]) == {"alpha", "beta", "gamma"}
+    alpha = up.exports["clusters"]["alpha"]
     assert alpha == {
         "bucket": "alpha-snapshots-bucket-0a1b2c3",
         "keyPrefix": "consul-snapshots/alpha/",
@@ -168,10 +169,13 @@ def test_stack_exports_per_cluster(up, preview):
             "alpha-verify-missed-0a1b2c3",
         ],
     }
-    assert up.exports["gamma"]["alarmTopicArn"] == f"arn:aws:sns:{REGION}:{ACCOUNT}:ops-alerts"
+    assert (
+        up.exports["clusters"]["gamma"]["alarmTopicArn"]
+        == f"arn:aws:sns:{REGION}:{ACCOUNT}:ops-alerts"
+    )
     # At preview the generated names are not known yet, and nothing pretends they are.
-    assert is_unknown(preview.exports["alpha"]["bucket"])
-    assert preview.exports["alpha"]["keyPrefix"] == "consul-snapshots/alpha/"
+    assert is_unknown(preview.exports["clusters"]["alpha"]["bucket"])
+    assert preview.exports["clusters"]["alpha"]["keyPrefix"] == "consul-snapshots/alpha/"
 
 
 def test_bucket_is_private_encrypted_versioned(up):
@@ -516,3 +520,17 @@ def test_a_failed_or_missing_verification_alarms(up):
     # Two daily intervals: two periods of a day, both without a success.
     assert (missed["period"], missed["evaluationPeriods"]) == (86400, 2)
     assert missed["dimensions"] == {"Cluster": "alpha"}
+
+
+def test_one_dashboard_for_the_stack_with_every_cluster_and_its_url(up):
+    [dashboard] = up.of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert dashboard.inputs["dashboardName"] == "consul-backup-dev"
+    widgets = json.loads(dashboard.inputs["dashboardBody"])["widgets"]
+    titles = {w["properties"]["title"] for w in widgets}
+    for cluster in ("alpha", "beta", "gamma"):
+        assert {f"{cluster}: backups", f"{cluster}: verifications"} <= titles
+    assert all(w["properties"]["region"] == REGION for w in widgets)
+    assert up.exports["dashboardUrl"] == (
+        f"https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}"
+        "#dashboards:name=consul-backup-dev"
+    )

@@ -209,11 +209,11 @@ def test_replication_late_or_failing_alarms_the_clusters_topic(regional):
 
 
 def test_the_stack_outputs_name_the_replica(regional, vault):
-    assert regional.exports["prod"]["replicaRegion"] == "eu-central-1"
-    assert regional.exports["prod"]["replicaBucketArn"].startswith(
+    assert regional.exports["clusters"]["prod"]["replicaRegion"] == "eu-central-1"
+    assert regional.exports["clusters"]["prod"]["replicaBucketArn"].startswith(
         "arn:aws:s3:::prod-snapshots-replica"
     )
-    assert vault.exports["prod"]["replicaBucketArn"] == VAULT
+    assert vault.exports["clusters"]["prod"]["replicaBucketArn"] == VAULT
 
 
 def test_a_vault_account_owns_its_replicas(vault):
