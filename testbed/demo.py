@@ -24,6 +24,7 @@ import boto3
 
 from snapshot_backup.backup import handler
 from snapshot_backup.consul import ConsulClient, ConsulSettings
+from snapshot_backup.reverify import verify_handler
 from snapshot_backup.verify import verify_archive
 from testbed.archive_writer import RaftState
 from testbed.consul_double import ConsulDouble
@@ -117,7 +118,7 @@ def prepare_cluster(
     secret_arn = secrets.create_secret(Name=f"consul-backup/{name}", SecretString=token)["ARN"]
     env = {str(k): str(v) for k, v in function_env.items()}
     env.update(CONSUL_HTTP_ADDR=address, CONSUL_TOKEN_SECRET_ARN=secret_arn)
-    env.pop("CONSUL_CACERT_PEM", None)  # the local double speaks plain HTTP
+    env.pop("CONSUL_CACERT", None)  # the local double speaks plain HTTP
     return Cluster(name, env, address, token, double)
 
 
@@ -185,6 +186,35 @@ def main() -> None:
             backed_up[cluster.name] = stored_state(summary["bucket"], summary["key"])
             stored = f"{summary['key']} ({summary['bytes']} bytes"
             print(f"  {cluster.name}: stored {stored}, raft index {summary['raft_index']})")
+
+        step("The daily re-verification, run once now through its Lambda handler")
+        for cluster in clusters:
+            verify_env = {
+                str(k): str(v)
+                for k, v in plan.one("aws:lambda/function:Function", f"{cluster.name}-verify")
+                .inputs["environment"]["variables"]
+                .items()
+            }
+            if verify_env.pop("REPLICA_BUCKET", None):
+                verify_env.pop("REPLICA_REGION", None)
+                print(
+                    f"  {cluster.name}: (moto does not replicate: only the bucket is verified here)"
+                )
+            proven = verify_handler({}, None, env=verify_env)["verified"]["bucket"]
+            again = f"{proven['key']} (raft index {proven['raft_index']})"
+            print(f"  {cluster.name}: verified again {again}")
+
+        step("consul-backup status: on time, per cluster")
+        for cluster in clusters:
+            window = plan.exports["clusters"][cluster.name]["backupWindowMinutes"]
+            consul_cli(
+                "status",
+                "--cluster",
+                cluster.name,
+                "--window-minutes",
+                str(int(window)),
+                env={"BACKUP_BUCKET": cluster.env["BACKUP_BUCKET"]},
+            )
 
         for cluster in clusters:
             env = {
