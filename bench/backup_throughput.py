@@ -5,7 +5,10 @@ Prints, against one moto server on 127.0.0.1:
   -> verify -> S3) against a direct boto3 upload_file of the same archive, as a
   ratio (target: at most 1.15x);
 - the backup's peak RSS at 256 MiB and 1 GiB (target: at most 128 MiB at 1 GiB,
-  the smallest Lambda size).
+  the smallest Lambda size);
+- a restore through the operator CLI (S3 -> verify -> PUT /v1/snapshot to the
+  Consul double, which verifies and restores it as Consul would): the recovery
+  time a snapshot of that size costs once it is readable.
 
 Usage: python -m bench.backup_throughput [--sizes-mib 256 1024] [--repeat 5]
 """
@@ -98,10 +101,23 @@ def measure_pair(
     return record, direct
 
 
+def restore_once(endpoint: str, consul: str, bucket: str) -> float:
+    """One `consul-backup restore latest` into the double, as an operator runs it."""
+    env = {**os.environ, **aws_env(endpoint), "BACKUP_BUCKET": bucket}
+    command = [
+        *(sys.executable, "-c", "from consul_backup.cli import main; main()"),
+        *("restore", "--cluster", "bench", "latest", "--consul-addr", consul, "--yes"),
+    ]
+    started = time.perf_counter()
+    subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes-mib", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--restore-repeat", type=int, default=3)
     args = parser.parse_args()
 
     with (
@@ -125,6 +141,11 @@ def main() -> None:
                     backups.append(record["seconds"])
                     peaks.append(record["peak_rss_mib"])
                     directs.append(direct)
+                kept = backup_once(endpoint, address, bucket)  # the snapshot to restore
+                restores = [
+                    restore_once(endpoint, address, bucket) for _ in range(args.restore_repeat)
+                ]
+                s3.delete_object(Bucket=bucket, Key=kept["key"])
             finally:
                 consul.terminate()
                 consul.wait()
@@ -135,6 +156,12 @@ def main() -> None:
                 f"direct boto3 upload {direct_s:.2f} s, ratio {backup_s / direct_s:.2f}x "
                 f"(pairs {pair_ratios[0]:.2f}x to {pair_ratios[-1]:.2f}x), "
                 f"backup peak RSS {max(peaks):.0f} MiB"
+            )
+            restore_s = statistics.median(restores)
+            print(
+                f"{mib:>5} MiB restore through the CLI (S3, verify, PUT /v1/snapshot): "
+                f"{restore_s:.2f} s, {size / 2**20 / restore_s:.0f} MiB/s "
+                f"(median of {len(restores)}; {min(restores):.2f} to {max(restores):.2f} s)"
             )
             archive.unlink()
 
