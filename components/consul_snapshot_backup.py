@@ -357,26 +357,8 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
             ok_actions=[self.alarm_topic_arn],
             opts=self._child,
         )
-        period, periods = alarm_period(window)
-        missed = aws.cloudwatch.MetricAlarm(
-            f"{self._name}-missed-backup",
-            alarm_description=(
-                f"consul-backup for {self._name}: no successful backup in {window} minutes"
-            ),
-            namespace=NAMESPACE,
-            metric_name=SUCCESS_METRIC,
-            dimensions={CLUSTER_DIMENSION: self._name},
-            statistic="Sum",
-            period=period,
-            evaluation_periods=periods,
-            datapoints_to_alarm=periods,
-            threshold=1,
-            comparison_operator="LessThanThreshold",
-            # No data is exactly what a backup that never ran looks like.
-            treat_missing_data="breaching",
-            alarm_actions=[self.alarm_topic_arn],
-            ok_actions=[self.alarm_topic_arn],
-            opts=self._child,
+        missed = self._silence_alarm(
+            "missed-backup", "no successful backup", SUCCESS_METRIC, window
         )
         return errors, missed
 
@@ -514,25 +496,36 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
             ok_actions=[self.alarm_topic_arn],
             opts=self._child,
         )
-        window = self._args.verify_window_minutes
-        period, periods = alarm_period(window)
-        missed = aws.cloudwatch.MetricAlarm(
-            f"{name}-verify-missed",
+        missed = self._silence_alarm(
+            "verify-missed",
+            "no verification succeeded",
+            VERIFY_SUCCESS_METRIC,
+            self._args.verify_window_minutes,
+        )
+        return [failed, missed]
+
+    def _silence_alarm(
+        self, suffix: str, what: str, metric: str, window_minutes: int
+    ) -> aws.cloudwatch.MetricAlarm:
+        """An alarm for ``window_minutes`` without one success of ``metric``."""
+        period, periods = alarm_period(window_minutes)
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-{suffix}",
             alarm_description=(
-                f"consul-backup for {name}: no verification succeeded in {window} minutes"
+                f"consul-backup for {self._name}: {what} in {window_minutes} minutes"
             ),
             namespace=NAMESPACE,
-            metric_name=VERIFY_SUCCESS_METRIC,
-            dimensions={CLUSTER_DIMENSION: name},
+            metric_name=metric,
+            dimensions={CLUSTER_DIMENSION: self._name},
             statistic="Sum",
             period=period,
             evaluation_periods=periods,
             datapoints_to_alarm=periods,
             threshold=1,
             comparison_operator="LessThanThreshold",
+            # No data is exactly what a run that never happened looks like.
             treat_missing_data="breaching",
             alarm_actions=[self.alarm_topic_arn],
             ok_actions=[self.alarm_topic_arn],
             opts=self._child,
         )
-        return [failed, missed]

@@ -37,6 +37,16 @@ class VpcAccess:
     security_group_ids: Sequence[str]
 
 
+def write_own_logs(log_group_arn: str) -> Document:
+    """A function's own log group, and nothing else of CloudWatch Logs."""
+    return {
+        "Sid": "WriteOwnLogs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": f"{log_group_arn}:*",
+    }
+
+
 def lambda_assume_role_policy() -> Document:
     return {
         "Version": "2012-10-17",
@@ -95,12 +105,7 @@ def backup_function_policy(
             "Action": "secretsmanager:GetSecretValue",
             "Resource": secret_resource(secret_arn),
         },
-        {
-            "Sid": "WriteOwnLogs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": f"{log_group_arn}:*",
-        },
+        write_own_logs(log_group_arn),
     ]
     if kms_key_arns:
         statements.append(
@@ -263,12 +268,7 @@ def verify_function_policy(
             "Resource": [bucket for bucket, _ in readable],
             "Condition": {"StringLike": {"s3:prefix": sorted({f"{p}*" for _, p in readable})}},
         },
-        {
-            "Sid": "WriteOwnLogs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": f"{log_group_arn}:*",
-        },
+        write_own_logs(log_group_arn),
     ]
     if kms_key_arns:
         statements.append(
