@@ -35,8 +35,8 @@ from .function_code import (
 )
 from .policies import (
     VpcAccess,
+    assume_role_policy,
     backup_function_policy,
-    lambda_assume_role_policy,
     verify_function_policy,
 )
 from .snapshot_bucket import (
@@ -202,7 +202,7 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{self._name}-role",
             description=f"consul-backup function for Consul cluster {self._name}",
-            assume_role_policy=json.dumps(lambda_assume_role_policy()),
+            assume_role_policy=json.dumps(assume_role_policy("lambda")),
             opts=self._child,
         )
         vpc = self._args.vpc
@@ -341,21 +341,11 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
 
     def _create_alarms(self) -> tuple[aws.cloudwatch.MetricAlarm, aws.cloudwatch.MetricAlarm]:
         window = self._args.alarm_window_minutes
-        errors = aws.cloudwatch.MetricAlarm(
-            f"{self._name}-errors",
-            alarm_description=f"consul-backup for {self._name}: the backup function failed",
-            namespace="AWS/Lambda",
-            metric_name="Errors",
-            dimensions={"FunctionName": self.function.name},
-            statistic="Sum",
-            period=300,
-            evaluation_periods=1,
-            threshold=1,
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            treat_missing_data="notBreaching",
-            alarm_actions=[self.alarm_topic_arn],
-            ok_actions=[self.alarm_topic_arn],
-            opts=self._child,
+        errors = self._failure_alarm(
+            "errors",
+            "the backup function failed",
+            ("AWS/Lambda", "Errors"),
+            {"FunctionName": self.function.name},
         )
         missed = self._silence_alarm(
             "missed-backup", "no successful backup", SUCCESS_METRIC, window
@@ -412,7 +402,7 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
         self.verify_role = aws.iam.Role(
             f"{name}-verify-role",
             description=f"consul-backup re-verification for Consul cluster {name}",
-            assume_role_policy=json.dumps(lambda_assume_role_policy()),
+            assume_role_policy=json.dumps(assume_role_policy("lambda")),
             opts=self._child,
         )
         self.verify_role_policy = aws.iam.RolePolicy(
@@ -479,13 +469,34 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
 
     def _create_verification_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
         """A failed re-verification, and none succeeding within two verify intervals."""
-        name = self._name
-        failed = aws.cloudwatch.MetricAlarm(
-            f"{name}-verify-failed",
-            alarm_description=f"consul-backup for {name}: a stored snapshot failed verification",
-            namespace=NAMESPACE,
-            metric_name=VERIFY_FAILURE_METRIC,
-            dimensions={CLUSTER_DIMENSION: name},
+        failed = self._failure_alarm(
+            "verify-failed",
+            "a stored snapshot failed verification",
+            (NAMESPACE, VERIFY_FAILURE_METRIC),
+            {CLUSTER_DIMENSION: self._name},
+        )
+        missed = self._silence_alarm(
+            "verify-missed",
+            "no verification succeeded",
+            VERIFY_SUCCESS_METRIC,
+            self._args.verify_window_minutes,
+        )
+        return [failed, missed]
+
+    def _failure_alarm(
+        self,
+        suffix: str,
+        what: str,
+        metric: tuple[str, str],
+        dimensions: dict[str, pulumi.Input[str]],
+    ) -> aws.cloudwatch.MetricAlarm:
+        """An alarm as soon as ``metric`` (namespace, name) counts one failure."""
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-{suffix}",
+            alarm_description=f"consul-backup for {self._name}: {what}",
+            namespace=metric[0],
+            metric_name=metric[1],
+            dimensions=dimensions,
             statistic="Sum",
             period=300,
             evaluation_periods=1,
@@ -496,13 +507,6 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
             ok_actions=[self.alarm_topic_arn],
             opts=self._child,
         )
-        missed = self._silence_alarm(
-            "verify-missed",
-            "no verification succeeded",
-            VERIFY_SUCCESS_METRIC,
-            self._args.verify_window_minutes,
-        )
-        return [failed, missed]
 
     def _silence_alarm(
         self, suffix: str, what: str, metric: str, window_minutes: int

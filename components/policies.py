@@ -47,13 +47,14 @@ def write_own_logs(log_group_arn: str) -> Document:
     }
 
 
-def lambda_assume_role_policy() -> Document:
+def assume_role_policy(service: str) -> Document:
+    """A role only ``service`` (``lambda``, ``s3``) may assume."""
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
                 "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Principal": {"Service": f"{service}.amazonaws.com"},
                 "Action": "sts:AssumeRole",
             }
         ],
@@ -168,19 +169,6 @@ def deny_insecure_transport_policy(bucket_arn: str) -> Document:
                 "Action": "s3:*",
                 "Resource": [bucket_arn, f"{bucket_arn}/*"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }
-
-
-def s3_assume_role_policy() -> Document:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "s3.amazonaws.com"},
-                "Action": "sts:AssumeRole",
             }
         ],
     }

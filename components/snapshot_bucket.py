@@ -23,7 +23,7 @@ import pulumi_aws as aws
 
 from snapshot_backup.retention import RETIRED_TAG_KEY, RETIRED_TAG_VALUE
 
-from .policies import deny_insecure_transport_policy, replication_policy, s3_assume_role_policy
+from .policies import assume_role_policy, deny_insecure_transport_policy, replication_policy
 
 if TYPE_CHECKING:  # args names SnapshotBucket in its schema: no import at run time
     from .args import ObjectLock, Replica
@@ -170,7 +170,7 @@ class SnapshotBucket(pulumi.ComponentResource):
         self.replication_role = aws.iam.Role(
             f"{name}-replication-role",
             description=f"S3 Replication of consul-backup snapshots from {name}",
-            assume_role_policy=json.dumps(s3_assume_role_policy()),
+            assume_role_policy=json.dumps(assume_role_policy("s3")),
             opts=pulumi.ResourceOptions(parent=self),
         )
         source_keys = [self.kms_key_arn] if self.kms_key_arn else []

@@ -6,9 +6,9 @@ import pytest
 
 from components.policies import (
     VpcAccess,
+    assume_role_policy,
     backup_function_policy,
     deny_insecure_transport_policy,
-    lambda_assume_role_policy,
     secret_resource,
 )
 
@@ -102,7 +102,7 @@ def test_vpc_rights_only_in_the_given_subnets_and_groups():
 
 
 def test_only_lambda_may_assume_the_role():
-    (statement,) = lambda_assume_role_policy()["Statement"]
+    (statement,) = assume_role_policy("lambda")["Statement"]
     assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
     assert statement["Action"] == "sts:AssumeRole"
 
