@@ -9,8 +9,11 @@ from components.policies import (
     assume_role_policy,
     backup_function_policy,
     deny_insecure_transport_policy,
+    replication_policy,
     secret_resource,
+    verify_function_policy,
 )
+from tests.iam import Request, decide
 
 BUCKET = "arn:aws:s3:::backups"
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:token-AbCdEf"
@@ -112,3 +115,126 @@ def test_the_bucket_refuses_plain_http_for_the_bucket_and_every_object():
     assert statement["Effect"] == "Deny" and statement["Action"] == "s3:*"
     assert statement["Resource"] == [BUCKET, f"{BUCKET}/*"]
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+# --- the same documents, judged by a full IAM policy engine ---------------------
+
+OWN = "arn:aws:s3:::backups/consul-snapshots/prod/2026/11/29/prod-1.snap"
+OTHER = "arn:aws:s3:::backups/consul-snapshots/stage/2026/11/29/stage-1.snap"
+RETIRED: dict[str, str | list[str]] = {
+    "s3:RequestObjectTagKeys": ["consul-backup-retired"],
+    "s3:RequestObjectTag/consul-backup-retired": "true",
+}
+
+
+def test_the_function_policy_as_iam_evaluates_it():
+    decisions = decide(
+        policy(),
+        [
+            Request("s3:PutObject", OWN),
+            Request("s3:PutObject", OTHER),
+            Request("s3:ListBucket", BUCKET, {"s3:prefix": "consul-snapshots/prod/2026/"}),
+            Request("s3:ListBucket", BUCKET, {"s3:prefix": "consul-snapshots/stage/"}),
+            Request("s3:ListBucket", BUCKET, {"s3:prefix": ""}),
+            Request("s3:PutObjectTagging", OWN, RETIRED),
+            Request(
+                "s3:PutObjectTagging",
+                OWN,
+                {"s3:RequestObjectTagKeys": ["owner"], "s3:RequestObjectTag/owner": "me"},
+            ),
+            Request("s3:PutObjectTagging", OTHER, RETIRED),
+            Request("s3:GetObject", OWN),
+            Request("s3:DeleteObject", OWN),
+            Request("s3:DeleteObjectVersion", OWN),
+            Request("s3:BypassGovernanceRetention", OWN),
+            Request("s3:PutObjectRetention", OWN),
+            Request("s3:PutLifecycleConfiguration", BUCKET),
+        ],
+    )
+    assert (
+        decisions
+        == ["Allowed", "ImplicitlyDenied", "Allowed"]
+        + ["ImplicitlyDenied"] * 2
+        + ["Allowed"]
+        + ["ImplicitlyDenied"] * 8
+    )
+
+
+def test_a_partial_secret_arn_grants_the_secret_it_names_and_no_other():
+    partial = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:consul/alpha"
+    document = backup_function_policy(
+        bucket_arn=BUCKET,
+        cluster_prefix="consul-snapshots/prod/",
+        secret_arn=partial,
+        log_group_arn=LOGS,
+    )
+    assert decide(
+        document,
+        [
+            Request("secretsmanager:GetSecretValue", f"{partial}-AbCdEf"),
+            Request("secretsmanager:GetSecretValue", f"{partial}-other-AbCdEf"),
+            Request("secretsmanager:GetSecretValue", f"{partial}2-AbCdEf"),
+        ],
+    ) == ["Allowed", "ImplicitlyDenied", "ImplicitlyDenied"]
+
+
+def test_plain_http_is_refused_by_the_bucket_whoever_asks():
+    admin = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    }
+    decisions = decide(
+        admin,
+        [
+            # Request context values are strings, as AWS fills them in.
+            Request("s3:GetObject", OWN, {"aws:SecureTransport": "false"}),
+            Request("s3:GetObject", OWN, {"aws:SecureTransport": "true"}),
+        ],
+        resource_policy=deny_insecure_transport_policy(BUCKET),
+    )
+    assert decisions == ["ExplicitlyDenied", "Allowed"]
+
+
+def test_the_re_verification_reads_and_lists_its_own_snapshots_only():
+    document = verify_function_policy(
+        readable=[
+            (BUCKET, "consul-snapshots/prod/"),
+            ("arn:aws:s3:::replica", "consul-snapshots/prod/"),
+        ],
+        log_group_arn=LOGS,
+    )
+    decisions = decide(
+        document,
+        [
+            Request("s3:GetObject", OWN),
+            Request("s3:GetObject", "arn:aws:s3:::replica/consul-snapshots/prod/x.snap"),
+            Request("s3:GetObject", OTHER),
+            Request(
+                "s3:ListBucket", "arn:aws:s3:::replica", {"s3:prefix": "consul-snapshots/prod/"}
+            ),
+            Request("s3:PutObject", OWN),
+            Request("s3:DeleteObject", OWN),
+        ],
+    )
+    assert (
+        decisions
+        == ["Allowed", "Allowed", "ImplicitlyDenied", "Allowed"] + ["ImplicitlyDenied"] * 2
+    )
+
+
+def test_replication_copies_into_the_replica_and_never_deletes_there():
+    document = replication_policy(
+        source_bucket_arn=BUCKET, destination_bucket_arn="arn:aws:s3:::replica"
+    )
+    replica_object = "arn:aws:s3:::replica/consul-snapshots/prod/x.snap"
+    decisions = decide(
+        document,
+        [
+            Request("s3:ReplicateObject", replica_object),
+            Request("s3:ReplicateTags", replica_object),
+            Request("s3:ReplicateDelete", replica_object),
+            Request("s3:DeleteObjectVersion", replica_object),
+            Request("s3:ObjectOwnerOverrideToBucketOwner", replica_object),
+        ],
+    )
+    assert decisions == ["Allowed", "Allowed"] + ["ImplicitlyDenied"] * 3
