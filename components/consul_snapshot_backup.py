@@ -19,6 +19,7 @@ from snapshot_backup.keys import CLUSTER_NAME, CLUSTER_NAME_RULE, cluster_prefix
 from snapshot_backup.telemetry import (
     CLUSTER_DIMENSION,
     NAMESPACE,
+    RETIRE_FAILURE_METRIC,
     SUCCESS_METRIC,
     VERIFY_FAILURE_METRIC,
     VERIFY_SUCCESS_METRIC,
@@ -139,6 +140,7 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
         alarms = [
             self.errors_alarm,
             self.missed_backup_alarm,
+            self.retire_alarm,
             *self.replication_alarms,
             *self.verify_alarms,
         ]
@@ -349,6 +351,12 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
         )
         missed = self._silence_alarm(
             "missed-backup", "no successful backup", SUCCESS_METRIC, window
+        )
+        self.retire_alarm = self._failure_alarm(
+            "retire-failed",
+            "snapshots beyond keepLatest could not be retired (expiry falls behind)",
+            (NAMESPACE, RETIRE_FAILURE_METRIC),
+            {CLUSTER_DIMENSION: self._name},
         )
         return errors, missed
 

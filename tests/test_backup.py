@@ -458,3 +458,22 @@ def test_a_token_that_lacks_the_right_is_not_retried_forever(consul, s3, secrets
     # The secret is read again, but it has not changed: no second request.
     assert len(consul.snapshot_requests()) == 1
     assert_nothing_stored(s3, bucket)
+
+
+def test_a_failure_to_retire_is_reported_and_the_snapshot_still_stored(
+    consul, s3, bucket, capsys, monkeypatch
+):
+    def refuse(*_args: Any) -> list[str]:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObjectTagging")
+
+    monkeypatch.setattr("snapshot_backup.backup.retire_beyond_floor", refuse)
+    summary = handler({}, None, env=backup_env(consul, bucket))
+    assert [o["Key"] for o in stored_objects(s3, bucket)] == [summary["key"]]
+    assert summary["retire_error"].startswith("ClientError")
+    record = run_record(capsys.readouterr().out)
+    assert record["BackupSuccess"] == 1 and record["RetireFailure"] == 1
+
+
+def test_a_run_that_retires_reports_no_retire_failure(consul, s3, bucket, capsys):
+    handler({}, None, env=backup_env(consul, bucket))
+    assert run_record(capsys.readouterr().out)["RetireFailure"] == 0

@@ -165,6 +165,7 @@ def test_stack_exports_per_cluster(up, preview):
         "alarmNames": [
             "alpha-errors-0a1b2c3",
             "alpha-missed-backup-0a1b2c3",
+            "alpha-retire-failed-0a1b2c3",
             "alpha-verify-failed-0a1b2c3",
             "alpha-verify-missed-0a1b2c3",
         ],

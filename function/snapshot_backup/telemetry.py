@@ -18,6 +18,9 @@ SUCCESS_METRIC = "BackupSuccess"
 FAILURE_METRIC = "BackupFailure"
 BYTES_METRIC = "SnapshotBytes"
 DURATION_METRIC = "BackupDuration"
+# A stored snapshot whose older neighbours could not be retired: expiry falls
+# behind (storage grows), nothing is lost.
+RETIRE_FAILURE_METRIC = "RetireFailure"
 VERIFY_SUCCESS_METRIC = "VerifySuccess"
 VERIFY_FAILURE_METRIC = "VerifyFailure"
 VERIFIED_AGE_METRIC = "NewestVerifiedAge"
@@ -40,6 +43,7 @@ def run_record(
                         {"Name": FAILURE_METRIC, "Unit": "Count"},
                         {"Name": BYTES_METRIC, "Unit": "Bytes"},
                         {"Name": DURATION_METRIC, "Unit": "Milliseconds"},
+                        {"Name": RETIRE_FAILURE_METRIC, "Unit": "Count"},
                     ],
                 }
             ],
@@ -50,6 +54,7 @@ def run_record(
         FAILURE_METRIC: 0 if succeeded else 1,
         BYTES_METRIC: size,
         DURATION_METRIC: round(duration_s * 1000, 1),
+        RETIRE_FAILURE_METRIC: 1 if "retire_error" in details else 0,
         **details,
     }
 
