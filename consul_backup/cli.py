@@ -24,10 +24,11 @@ from snapshot_backup.backup import handler as backup_handler
 from snapshot_backup.consul import ConsulClient, ConsulError
 from snapshot_backup.environment import EnvVar
 from snapshot_backup.keys import DEFAULT_PREFIX
+from snapshot_backup.reverify import verify_stored
 from snapshot_backup.settings import SettingsError, load_consul_settings
-from snapshot_backup.store import SnapshotNotFoundError, SnapshotStore, StoredSnapshot
+from snapshot_backup.store import SnapshotNotFoundError, SnapshotStore
 from snapshot_backup.token_source import TokenError
-from snapshot_backup.verify import ArchiveError, ArchiveReport, TeeReader, verify_archive
+from snapshot_backup.verify import ArchiveError, ArchiveReport, TeeReader
 
 from .exit_codes import ExitCode, exit_code_summary
 from .progress import Progress, human_bytes
@@ -246,7 +247,7 @@ class Cli:
     def list(self, args: argparse.Namespace) -> int:
         store = self.store(args)
         snapshots = store.list(args.cluster)
-        states = {s.key: self._state(store, s) for s in snapshots}
+        states = {s.key: store.state_of(s).describe() for s in snapshots}
         if args.json:
             for s in snapshots:
                 record = {
@@ -273,13 +274,6 @@ class Cli:
                 f"{human_bytes(s.size):>11}  {s.storage_class:<12} {states[s.key]:<10} {s.key}"
             )
         return ExitCode.OK
-
-    @staticmethod
-    def _state(store: SnapshotStore, snapshot: StoredSnapshot) -> str:
-        # Only an archive class needs a HeadObject to tell whether a thaw is on.
-        if snapshot.storage_class in ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR"):
-            return "ready"
-        return store.archive_state(snapshot.key).describe()
 
     def _readable(self, store: SnapshotStore, key: str, args: argparse.Namespace) -> None:
         """Stop at once, saying what to do, when S3 would not serve the object now."""
@@ -327,23 +321,16 @@ class Cli:
     ) -> tuple[ArchiveReport, str, dict[str, Any]]:
         response = store.open(key)  # archived objects were stopped before (_readable)
         progress = Progress("verifying", response.get("ContentLength"), self.err)
-        digest = hashlib.sha256()
 
         def observe(data: bytes) -> None:
-            digest.update(data)
             progress(data)
             if sink is not None:
                 sink(data)
 
         try:
-            report = verify_archive(TeeReader(response["Body"], observe))
+            report, sha256 = verify_stored(response, key, observe)
         finally:
             progress.finish()
-            response["Body"].close()
-        sha256 = digest.hexdigest()
-        recorded = response.get("Metadata", {}).get("sha256")
-        if recorded and recorded != sha256:
-            raise ArchiveError(f"archive SHA-256 {sha256} differs from the recorded {recorded}")
         return report, sha256, response
 
     def verify(self, args: argparse.Namespace) -> int:

@@ -23,10 +23,11 @@ from typing import Any
 from .aws_clients import aws_client, regional_client
 from .environment import EnvVar
 from .keys import CLUSTER_NAME, CLUSTER_NAME_RULE, normalize_prefix
+from .s3_upload import SHA256_METADATA
 from .settings import SettingsError
-from .store import SnapshotStore, StoredSnapshot
+from .store import SnapshotStore
 from .telemetry import emit, verify_record
-from .verify import ArchiveError, TeeReader, verify_archive
+from .verify import ArchiveError, ArchiveReport, TeeReader, verify_archive
 
 # How many of the newest snapshots to look through for one not archived.
 SCAN_DEPTH = 50
@@ -74,25 +75,14 @@ def verify_newest(store: SnapshotStore, cluster: str, now: datetime) -> dict[str
     candidates = store.newest(cluster, SCAN_DEPTH)
     if not candidates:
         raise VerificationError(f"no snapshot of {cluster} in s3://{store.bucket}/{store.prefix}")
-    readable = [s for s in candidates if not _archived(store, s)]
+    readable = [s for s in candidates if store.state_of(s).readable]
     if not readable:
         raise VerificationError(
             f"the newest {len(candidates)} snapshots of {cluster} in s3://{store.bucket} are "
             "all archived: none can be read without a restore"
         )
     snapshot = readable[0]
-    response = store.open(snapshot.key)
-    digest = hashlib.sha256()
-    try:
-        report = verify_archive(TeeReader(response["Body"], digest.update))
-    finally:
-        response["Body"].close()
-    recorded = response.get("Metadata", {}).get("sha256")
-    if recorded and recorded != digest.hexdigest():
-        raise VerificationError(
-            f"{snapshot.key}: archive SHA-256 {digest.hexdigest()} "
-            f"differs from the recorded {recorded}"
-        )
+    report, sha256 = verify_stored(store.open(snapshot.key), snapshot.key)
     if report.meta.index != snapshot.raft_index:
         raise VerificationError(
             f"{snapshot.key}: the key says raft index {snapshot.raft_index}, "
@@ -102,20 +92,36 @@ def verify_newest(store: SnapshotStore, cluster: str, now: datetime) -> dict[str
         "key": snapshot.key,
         "raft_index": report.meta.index,
         "bytes": snapshot.size,
-        "sha256": digest.hexdigest(),
+        "sha256": sha256,
         "age_s": round((now - snapshot.taken_at).total_seconds()),
         "passed_over_archived": candidates.index(snapshot),
     }
 
 
-def _archived(store: SnapshotStore, snapshot: StoredSnapshot) -> bool:
-    if snapshot.archived:
-        return True
-    if snapshot.storage_class != "INTELLIGENT_TIERING":
-        return False
-    # Intelligent-Tiering's archive tiers show only in HeadObject.
-    head = store.s3.head_object(Bucket=store.bucket, Key=snapshot.key)
-    return bool(head.get("ArchiveStatus"))
+def verify_stored(
+    response: dict[str, Any], key: str, observe: Callable[[bytes], None] | None = None
+) -> tuple[ArchiveReport, str]:
+    """Stream a GetObject ``response`` through the verifier; check the SHA-256 recorded at upload.
+
+    ``observe`` sees every byte as it passes (progress, a file being written).
+    Returns the report and the archive's SHA-256; closes the body.
+    """
+    digest = hashlib.sha256()
+
+    def tee(data: bytes) -> None:
+        digest.update(data)
+        if observe is not None:
+            observe(data)
+
+    try:
+        report = verify_archive(TeeReader(response["Body"], tee))
+    finally:
+        response["Body"].close()
+    sha256 = digest.hexdigest()
+    recorded = response.get("Metadata", {}).get(SHA256_METADATA)
+    if recorded and recorded != sha256:
+        raise ArchiveError(f"{key}: archive SHA-256 {sha256} differs from the recorded {recorded}")
+    return report, sha256
 
 
 def run_verification(

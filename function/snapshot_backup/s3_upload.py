@@ -30,6 +30,11 @@ MAX_PARTS = 10_000
 DEFAULT_PARTS_IN_FLIGHT = 3
 
 
+# The archive's SHA-256, recorded on objects stored in one PutObject; whoever reads
+# a snapshot back checks against it.
+SHA256_METADATA = "sha256"
+
+
 class UploadError(Exception):
     """S3 did not accept the snapshot."""
 
@@ -212,7 +217,7 @@ class StreamingUpload:
                 Bucket=self.bucket,
                 Key=self.key,
                 Body=body,
-                Metadata={**self._metadata, "sha256": sha256.hex()},
+                Metadata={**self._metadata, SHA256_METADATA: sha256.hex()},
                 ContentType="application/gzip",
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=_b64(sha256),

@@ -180,6 +180,13 @@ class SnapshotStore:
             )
         return reference
 
+    def state_of(self, snapshot: StoredSnapshot) -> ArchiveState:
+        """Whether ``snapshot`` reads now; a HeadObject only where its listed class cannot tell."""
+        if not snapshot.archived and snapshot.storage_class != "INTELLIGENT_TIERING":
+            return ArchiveState(snapshot.storage_class, archived=False)
+        # A thaw, and Intelligent-Tiering's archive tiers, show only in HeadObject.
+        return self.archive_state(snapshot.key)
+
     def archive_state(self, key: str) -> ArchiveState:
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=key)
