@@ -307,8 +307,32 @@ class Replica:
     )
 
 
+class SelfChecking:
+    """Arguments that check themselves: ``ConfigError`` when made, ``problems`` without raising.
+
+    A subclass says how in ``checked``: its values normalized, and what is wrong.
+    """
+
+    @classmethod
+    def checked(cls, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+        raise NotImplementedError
+
+    @classmethod
+    def problems(cls, values: Mapping[str, Any]) -> list[Problem]:
+        """What is wrong with these values; ``[]`` when nothing."""
+        return cls.checked(values)[1]
+
+    def __post_init__(self) -> None:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        normalized, found = self.checked(values)
+        if found:
+            raise ConfigError.of(found)
+        for name, value in normalized.items():
+            object.__setattr__(self, name, value)
+
+
 @dataclass(frozen=True)
-class ConsulSnapshotBackupArgs:
+class ConsulSnapshotBackupArgs(SelfChecking):
     """Everything one cluster's backups need; the cluster's name is the component's name."""
 
     consul_address: str = setting(
@@ -425,18 +449,12 @@ class ConsulSnapshotBackupArgs:
         config_doc="`consul-backup:sharedBucket.prefix`",
     )
 
-    def __post_init__(self) -> None:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        normalized, found = _checked(values)
-        if found:
-            raise ConfigError.of(found)
-        for name, value in normalized.items():
-            object.__setattr__(self, name, value)
-
     @classmethod
-    def problems(cls, values: Mapping[str, Any]) -> list[Problem]:
-        """What is wrong with these argument values, without raising; ``[]`` when nothing."""
-        return _checked(values)[1]
+    def checked(cls, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+        normalized, found = validate(cls, values)
+        if not found:  # rules between fields need each field right first
+            found = _cross_checks(normalized)
+        return normalized, found
 
     @property
     def verify_window_minutes(self) -> int:
@@ -452,7 +470,7 @@ class ConsulSnapshotBackupArgs:
 
 
 @dataclass(frozen=True)
-class SharedBucketArgs:
+class SharedBucketArgs(SelfChecking):
     """One bucket for every cluster of the stack, each confined to its own prefix."""
 
     kms_key_arn: str | None = setting(
@@ -474,7 +492,7 @@ class SharedBucketArgs:
     )
 
     @classmethod
-    def problems(cls, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    def checked(cls, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
         normalized, found = validate(cls, values)
         if not found:
             found = _replica_checks(normalized["replica"])
@@ -482,13 +500,6 @@ class SharedBucketArgs:
 
 
 # --- the engine ----------------------------------------------------------------
-
-
-def _checked(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
-    normalized, found = validate(ConsulSnapshotBackupArgs, values)
-    if not found:  # rules between fields need each field right first
-        found = _cross_checks(normalized)
-    return normalized, found
 
 
 @functools.cache

@@ -161,9 +161,8 @@ def _shared_bucket(raw: Any, problems: list[str]) -> SharedBucketArgs | None:
         return None
     before = len(problems)
     values = _arguments(raw, SharedBucketArgs, (), label, problems)
-    normalized, found = SharedBucketArgs.problems(values)
-    problems.extend(p.render(camel_spelling, label) for p in found)
-    return SharedBucketArgs(**normalized) if len(problems) == before else None
+    problems.extend(p.render(camel_spelling, label) for p in SharedBucketArgs.problems(values))
+    return SharedBucketArgs(**values) if len(problems) == before else None
 
 
 def _tokens(tokens: Any, problems: list[str]) -> dict[str, str]:
