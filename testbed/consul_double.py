@@ -504,9 +504,9 @@ def _read_archive(body: bytes) -> RaftState:
             after_members = raw[tar.offset :]
     except tarfile.TarError as exc:
         raise ValueError(f"failed to read snapshot file: {exc}") from exc
-    unread = len(after_members.removeprefix(bytes(1024)))
-    if unread or after_members.strip(b"\0"):
-        raise ValueError(f"{max(unread, 1)} unread uncompressed bytes remain")
+    problem = _after_the_last_member(after_members)
+    if problem is not None:
+        raise ValueError(problem)
     sums = {}
     for line in members.get("SHA256SUMS", b"").decode().splitlines():
         digest, _, name = line.partition("  ")
@@ -518,6 +518,22 @@ def _read_archive(body: bytes) -> RaftState:
             raise ValueError(f'hash check failed for "{name}"')
     meta = json.loads(members["meta.json"])
     return RaftState(index=int(meta["Index"]), term=int(meta["Term"]), data=members["state.bin"])
+
+
+def _after_the_last_member(after: bytes) -> str | None:
+    """What Consul's reader says of the bytes after the last member, if anything.
+
+    The end of input, one zero block, or two zero blocks end the archive; not one
+    byte may follow two zero blocks; anything else is a bad or cut header.
+    """
+    end = bytes(1024)
+    if after in (b"", end[:512]):
+        return None
+    if after.startswith(end):
+        return f"{len(after) - len(end)} unread uncompressed bytes remain" if after != end else None
+    if len(after) < len(end) and not after.strip(b"\0"):
+        return "failed reading snapshot: unexpected EOF"
+    return "failed reading snapshot: archive/tar: invalid tar header"
 
 
 def main() -> None:

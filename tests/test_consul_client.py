@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import socket
 import threading
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from testbed.archive_writer import RaftState
 from testbed.consul_double import ConsulDouble, MidStreamFault
 from testbed.moto_server import free_port
 from testbed.tls import make_private_ca
+from tests.archives import Snapshot
 
 FAST = (0.01, 0.01, 0.01)
 
@@ -269,3 +271,29 @@ def test_interrupt_on_urllib3_1_26_shuts_the_connections_socket_down():
         SnapshotStream(response, 1, True, 0).interrupt()
         reader.join(5)
         assert got == [b""]  # the read saw the end of the stream
+
+
+@pytest.mark.parametrize(
+    ("end", "refusal"),
+    [
+        (b"", None),  # no end marker at all
+        (bytes(512), None),  # one zero block, then the end
+        (bytes(1024), None),  # the end marker Consul writes
+        (bytes(1024) + bytes(9216), "9216 unread uncompressed bytes remain"),  # record padding
+        (bytes(1024) + b"junk", "4 unread uncompressed bytes remain"),
+        (bytes(600), "unexpected EOF"),
+        (bytes(512) + b"\x01" + bytes(511), "archive/tar: invalid tar header"),
+    ],
+)
+def test_the_doubles_restore_ends_the_tar_where_consul_does(consul, end, refusal):
+    archive = Snapshot(end=end).archive()
+    restores = consul.restores
+    if refusal is None:
+        client(consul, token="root-token").restore_snapshot(io.BytesIO(archive), size=len(archive))
+        assert consul.restores == restores + 1
+    else:
+        with pytest.raises(ConsulError, match=refusal):
+            client(consul, token="root-token").restore_snapshot(
+                io.BytesIO(archive), size=len(archive)
+            )
+        assert consul.restores == restores
