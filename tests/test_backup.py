@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import json
 import os
 import re
 import threading
@@ -31,32 +30,13 @@ from snapshot_backup.verify import ArchiveError, StricterThanConsulError
 from testbed.archive_writer import ArchiveDefects, RaftState, write_archive
 from testbed.consul_double import ConsulDouble, MidStreamFault
 from testbed.tls import make_private_ca
-from tests.conftest import assert_nothing_stored, stored_objects
+from tests.conftest import assert_nothing_stored, backup_env, run_record, stored_objects
 from tests.test_verify import REFUSED, STRICTER
 
 MULTIPART_STATE = RaftState(index=90210, term=7, size=3 * MIN_PART_BYTES + 12345, seed=3)
 KEY_PATTERN = re.compile(
     r"consul-snapshots/prod/(\d{4})/(\d{2})/(\d{2})/prod-(\d{8}T\d{6}Z)-(\d+)\.snap"
 )
-
-
-def backup_env(consul: ConsulDouble, bucket: str, **extra: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "CONSUL_HTTP_ADDR": consul.address,
-        "CONSUL_HTTP_TOKEN": "root-token",
-        "BACKUP_BUCKET": bucket,
-        "CLUSTER_NAME": "prod",
-        "CONSUL_RETRIES": "0",
-    }
-    env.update(extra)
-    return env
-
-
-def run_record(captured: str) -> dict:
-    lines = [line for line in captured.splitlines() if line.startswith("{")]
-    assert len(lines) == 1, "one JSON line per run"
-    return json.loads(lines[0])
 
 
 def test_small_snapshot_round_trip_is_byte_identical(consul, s3, bucket, capsys):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -14,55 +12,11 @@ from typing import Any
 import boto3
 import pytest
 
-from consul_backup.cli import run
 from consul_backup.exit_codes import ExitCode
-from snapshot_backup.backup import handler
-from snapshot_backup.keys import snapshot_key
 from snapshot_backup.s3_upload import MIN_PART_BYTES
 from testbed.archive_writer import RaftState, archive_bytes
 from testbed.consul_double import ConsulDouble
-
-PREFIX = "consul-snapshots/"
-
-
-class Result:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-
-def cli(*argv: str, env: dict[str, str] | None = None, answer: str | None = None) -> Result:
-    out, err = io.StringIO(), io.StringIO()
-    asked: list[str] = []
-
-    def ask(prompt: str) -> str:
-        asked.append(prompt)
-        if answer is None:
-            raise AssertionError("the CLI asked for confirmation unexpectedly")
-        return answer
-
-    code = run(list(argv), env={**os.environ, **(env or {})}, out=out, err=err, ask=ask)
-    return Result(code, out.getvalue(), err.getvalue())
-
-
-def back_up(consul: ConsulDouble, bucket: str, cluster: str = "prod") -> dict:
-    return handler(
-        {},
-        None,
-        env={
-            **os.environ,
-            "CONSUL_HTTP_ADDR": consul.address,
-            "CONSUL_HTTP_TOKEN": "root-token",
-            "BACKUP_BUCKET": bucket,
-            "CLUSTER_NAME": cluster,
-            "CONSUL_RETRIES": "0",
-        },
-    )
-
-
-def put_archive(s3, bucket: str, cluster: str, when: datetime, index: int, body: bytes) -> str:
-    key = snapshot_key(PREFIX, cluster, when, index)
-    s3.put_object(Bucket=bucket, Key=key, Body=body)
-    return key
+from tests.conftest import PREFIX, back_up, cli, put_archive
 
 
 def corrupt(data: bytes) -> bytes:

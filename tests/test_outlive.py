@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from components.policies import backup_function_policy
 from testbed.moto_server import aws_env, moto_server
 from testbed.pulumi_mocks import ACCOUNT, REGION, ProgramRun, run_program
+from tests.conftest import locked_bucket
 
 ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:consul/prod-AbCdEf"
 REPLICA_KEY = f"arn:aws:kms:eu-central-1:{ACCOUNT}:key/replica-1234"
@@ -98,14 +99,7 @@ def test_the_functions_rights_cannot_delete_a_locked_snapshot_even_with_bypass(i
     s3 = admin.client("s3", endpoint_url=iam_enforced)
     iam = admin.client("iam", endpoint_url=iam_enforced)
     bucket, key = "locked-snapshots", "consul-snapshots/prod/2026/01/01/prod-1.snap"
-    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-    s3.put_object_lock_configuration(
-        Bucket=bucket,
-        ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 30}},
-        },
-    )
+    locked_bucket(s3, bucket, "GOVERNANCE", 30)
     version = s3.put_object(Bucket=bucket, Key=key, Body=b"snapshot")["VersionId"]
     iam.create_user(UserName="backup-function")
     document = backup_function_policy(

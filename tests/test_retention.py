@@ -10,13 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from handler import handler
 from snapshot_backup.retention import RETIRED_TAG_KEY
 from snapshot_backup.store import SnapshotStore
 from testbed.archive_writer import RaftState
 from testbed.pulumi_mocks import run_program
+from tests.conftest import back_up, locked_bucket
 from tests.lifecycle_model import is_current_object, read_versions, s3_rules, surviving
-from tests.test_backup import backup_env
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:consul/token-AbCdEf"
 LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
@@ -29,12 +28,11 @@ def component_rules(**settings: Any) -> list[dict[str, Any]]:
     return s3_rules(run.one(LIFECYCLE, "prod-snapshots-lifecycle").inputs["rules"])
 
 
-def back_up(consul: Any, bucket: str, runs: int, keep_latest: int) -> list[str]:
+def back_up_runs(consul: Any, bucket: str, runs: int, keep_latest: int) -> list[str]:
     keys = []
     for run in range(1, runs + 1):
         consul.state = RaftState(index=100 + run, term=2, data=b"state %d" % run)
-        env = backup_env(consul, bucket, KEEP_LATEST=str(keep_latest))
-        keys.append(handler({}, None, env=env)["key"])
+        keys.append(back_up(consul, bucket, KEEP_LATEST=str(keep_latest))["key"])
     return keys
 
 
@@ -47,7 +45,7 @@ def test_the_newest_snapshots_outlive_a_year_of_failed_backups(consul, s3, bucke
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     rules = component_rules(keepLatest=3, retentionDays=30, noncurrentVersionDays=7)
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
-    keys = back_up(consul, bucket, runs=6, keep_latest=3)
+    keys = back_up_runs(consul, bucket, runs=6, keep_latest=3)
     # The function retired what fell out of the newest three, and nothing else.
     assert [retired(s3, bucket, key) for key in keys] == [True] * 3 + [False] * 3
 
@@ -66,15 +64,7 @@ def test_the_newest_snapshots_outlive_a_year_of_failed_backups(consul, s3, bucke
 
 
 def test_locked_versions_stay_until_their_lock_ends_even_when_retired(s3):
-    bucket = "locked-floor"
-    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-    s3.put_object_lock_configuration(
-        Bucket=bucket,
-        ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 400}},
-        },
-    )
+    bucket = locked_bucket(s3, "locked-floor", "GOVERNANCE", 400)
     rules = component_rules(keepLatest=1, retentionDays=30, noncurrentVersionDays=7)
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
     key = "consul-snapshots/prod/2026/01/01/prod-20260101T000000Z-1.snap"

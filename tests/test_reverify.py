@@ -11,8 +11,7 @@ import pytest
 from handler import verify_handler
 from snapshot_backup.reverify import VerificationError
 from testbed.archive_writer import RaftState, archive_bytes
-from tests.test_backup import run_record
-from tests.test_cli import back_up, put_archive
+from tests.conftest import back_up, put_archive, run_record
 
 
 def verify_env(bucket: str, **extra: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import boto3
 
 from consul_backup.exit_codes import ExitCode
-from tests.test_cli import back_up, cli
+from tests.conftest import back_up, cli
 
 
 def alarms(names_and_states: dict[str, str]) -> list[str]:
