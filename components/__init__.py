@@ -1,9 +1,33 @@
-"""Pulumi components of consul-backup."""
+"""Pulumi components of consul-backup.
 
-from .args import ColdStorage, ConfigError, ConsulSnapshotBackupArgs, Vpc
-from .config import ClusterConfig, StackSettings, parse_stack
-from .consul_snapshot_backup import ConsulSnapshotBackup
-from .snapshot_bucket import RetentionRule, SnapshotBucket
+Names are imported on first use (PEP 562), so that pulumi-free modules of this
+package (``components.schedule``, ``components.outputs``) can be imported by the
+operator CLI without loading Pulumi and its providers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .args import ColdStorage, ConfigError, ConsulSnapshotBackupArgs, Vpc
+    from .config import ClusterConfig, StackSettings, parse_stack
+    from .consul_snapshot_backup import ConsulSnapshotBackup
+    from .snapshot_bucket import RetentionRule, SnapshotBucket
+
+_HOMES = {
+    "ColdStorage": "args",
+    "ConfigError": "args",
+    "ConsulSnapshotBackupArgs": "args",
+    "Vpc": "args",
+    "ClusterConfig": "config",
+    "StackSettings": "config",
+    "parse_stack": "config",
+    "ConsulSnapshotBackup": "consul_snapshot_backup",
+    "RetentionRule": "snapshot_bucket",
+    "SnapshotBucket": "snapshot_bucket",
+}
 
 __all__ = [
     "ClusterConfig",
@@ -17,3 +41,10 @@ __all__ = [
     "Vpc",
     "parse_stack",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{home}", __name__), name)

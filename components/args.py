@@ -25,7 +25,16 @@ import pulumi
 from snapshot_backup.keys import DEFAULT_PREFIX
 from snapshot_backup.retention import DEFAULT_KEEP_LATEST, MAX_KEEP_LATEST
 
-from .schedule import DAILY_MINUTES, ScheduleError, schedule_interval_minutes
+from .schedule import (
+    DEFAULT_SCHEDULE,
+    DEFAULT_VERIFY_SCHEDULE,
+    MAX_ALARM_WINDOW_MINUTES,
+    MIN_ALARM_WINDOW_MINUTES,
+    ScheduleError,
+    default_alarm_window,
+    interval_or_none,
+    schedule_interval_minutes,
+)
 from .snapshot_bucket import SnapshotBucket
 
 SECRET_ARN = re.compile(
@@ -55,11 +64,6 @@ REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
 BUCKET_ARN = re.compile(r"arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 ACCOUNT_ID = re.compile(r"\d{12}")
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
-DEFAULT_SCHEDULE = "rate(1 hour)"
-DEFAULT_VERIFY_SCHEDULE = "rate(1 day)"
-# CloudWatch alarms evaluate at most seven days of data.
-MAX_ALARM_WINDOW_MINUTES = 7 * 1440
-MIN_ALARM_WINDOW_MINUTES = 10
 
 Path = tuple[str, ...]
 Spelling = Callable[[Path], str]
@@ -459,14 +463,14 @@ class ConsulSnapshotBackupArgs(SelfChecking):
     @property
     def verify_window_minutes(self) -> int:
         """How long without a successful re-verification before its alarm fires."""
-        return _default_alarm_window(self.verify_schedule)
+        return default_alarm_window(self.verify_schedule)
 
     @property
     def alarm_window_minutes(self) -> int:
         """How long without a successful backup before the alarm fires."""
         if self.missed_backup_window_minutes is not None:
             return self.missed_backup_window_minutes
-        return _default_alarm_window(self.schedule)
+        return default_alarm_window(self.schedule)
 
 
 @dataclass(frozen=True)
@@ -650,7 +654,7 @@ def _cross_checks(values: Mapping[str, Any]) -> list[Problem]:
                 )
             )
     window = values["missed_backup_window_minutes"]
-    interval = _interval(values["schedule"])
+    interval = interval_or_none(values["schedule"])
     if interval is not None and interval > MAX_ALARM_WINDOW_MINUTES:
         found.append(
             problem(
@@ -697,18 +701,3 @@ def _replica_checks(replica: Replica | None) -> list[Problem]:
             )
         ]
     return []
-
-
-def _interval(schedule: str) -> int | None:
-    try:
-        return schedule_interval_minutes(schedule)
-    except ScheduleError:
-        return None  # already reported against the schedule
-
-
-def _default_alarm_window(schedule: str) -> int:
-    # A miss is one run that did not succeed: alarm when two intervals pass
-    # without a success (a daily cron gets two days).
-    interval = _interval(schedule)
-    window = 2 * (interval if interval is not None else DAILY_MINUTES)
-    return max(MIN_ALARM_WINDOW_MINUTES, min(window, MAX_ALARM_WINDOW_MINUTES))

@@ -22,6 +22,11 @@ _CRON_FIELDS = (
     ("year", r"[0-9,\-*/]+", 1970, 2199),
 )
 DAILY_MINUTES = 1440
+DEFAULT_SCHEDULE = "rate(1 hour)"
+DEFAULT_VERIFY_SCHEDULE = "rate(1 day)"
+# CloudWatch alarms evaluate at most seven days of data.
+MAX_ALARM_WINDOW_MINUTES = 7 * DAILY_MINUTES
+MIN_ALARM_WINDOW_MINUTES = 10
 
 
 class ScheduleError(ValueError):
@@ -67,3 +72,26 @@ def schedule_interval_minutes(expression: str) -> int | None:
         _check_cron(cron["fields"])
         return None
     raise ScheduleError(f"{expression!r} is not an EventBridge rate() or cron() expression")
+
+
+def interval_or_none(expression: str) -> int | None:
+    """Minutes between runs; None for ``cron()`` and for an expression already reported."""
+    try:
+        return schedule_interval_minutes(expression)
+    except ScheduleError:
+        return None
+
+
+def default_alarm_window(expression: str) -> int:
+    """How long without a success before the missed-run alarm fires: two intervals.
+
+    A miss is one run that did not succeed: alarm when two intervals pass
+    without a success (a daily cron gets two days).
+    """
+    interval = interval_or_none(expression)
+    window = 2 * (interval if interval is not None else DAILY_MINUTES)
+    return max(MIN_ALARM_WINDOW_MINUTES, min(window, MAX_ALARM_WINDOW_MINUTES))
+
+
+# What `consul-backup status` judges a cluster by when no stack outputs say otherwise.
+DEFAULT_ALARM_WINDOW_MINUTES = default_alarm_window(DEFAULT_SCHEDULE)

@@ -26,8 +26,10 @@ class EnvVar(StrEnum):
     BACKUP_PREFIX = "BACKUP_PREFIX"
     CLUSTER_NAME = "CLUSTER_NAME"
     KEEP_LATEST = "KEEP_LATEST"
+    CONTENT_DROP_PERCENT = "CONTENT_DROP_PERCENT"
     REPLICA_BUCKET = "REPLICA_BUCKET"
     REPLICA_REGION = "REPLICA_REGION"
+    BACKUP_FUNCTION_NAME = "BACKUP_FUNCTION_NAME"
 
 
 # One line each, for the README's table of the contract.
@@ -47,6 +49,11 @@ ENV_DOCS = {
     EnvVar.CLUSTER_NAME: "required; names the cluster in keys, metadata, logs and metrics",
     EnvVar.KEEP_LATEST: "the newest N snapshots never expire (1 to 1000, default 7); older "
     "ones are tagged for lifecycle to expire",
+    EnvVar.CONTENT_DROP_PERCENT: "a snapshot whose KV entries, service instances, nodes or ACL "
+    "tokens fell by more than this percentage (from at least 20) is flagged, and the one before "
+    "it held (1 to 100, default 50)",
     EnvVar.REPLICA_BUCKET: "re-verification only: the replica bucket, verified as well",
     EnvVar.REPLICA_REGION: "re-verification only: the replica bucket's region",
+    EnvVar.BACKUP_FUNCTION_NAME: "CLI only: the deployed backup function `consul-backup backup` "
+    "invokes",
 }

@@ -21,8 +21,16 @@ from .store import SnapshotStore
 
 RETIRED_TAG_KEY = "consul-backup-retired"
 RETIRED_TAG_VALUE = "true"
+# Set when a retired snapshot comes back under the floor (keepLatest raised, a
+# hold): lifecycle's filter matches only RETIRED_TAG_VALUE.
+KEPT_TAG_VALUE = "false"
 DEFAULT_KEEP_LATEST = 7
 MAX_KEEP_LATEST = 1000
+# A snapshot is flagged when a count fell by more than this share of the count
+# before it, and only where that count was at least CONTENT_DROP_MIN_COUNT (a
+# handful of keys coming and going is no disaster).
+DEFAULT_CONTENT_DROP_PERCENT = 50
+CONTENT_DROP_MIN_COUNT = 20
 # Each run retires the snapshots ranked keepLatest+1 to keepLatest+this: one
 # falls out per successful run, and a run whose tagging failed is caught up by
 # the next few.

@@ -21,6 +21,15 @@ DURATION_METRIC = "BackupDuration"
 # A stored snapshot whose older neighbours could not be retired: expiry falls
 # behind (storage grows), nothing is lost.
 RETIRE_FAILURE_METRIC = "RetireFailure"
+# A snapshot whose content fell steeply against the one before it: stored (it
+# is the truth), flagged, and the last good one held by the floor.
+CONTENT_DROP_METRIC = "ContentDrop"
+# What each snapshot holds, as trends: from its decoded state.bin.
+KV_ENTRIES_METRIC = "KVEntries"
+SERVICE_INSTANCES_METRIC = "ServiceInstances"
+NODES_METRIC = "Nodes"
+ACL_TOKENS_METRIC = "ACLTokens"
+STATE_BYTES_METRIC = "StateBytes"
 VERIFY_SUCCESS_METRIC = "VerifySuccess"
 VERIFY_FAILURE_METRIC = "VerifyFailure"
 VERIFIED_AGE_METRIC = "NewestVerifiedAge"
