@@ -5,10 +5,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import weakref
+import zlib
 
+import botocore.exceptions
 import pytest
 
-from snapshot_backup.s3_upload import MIN_PART_BYTES, MetadataTooLateError, StreamingUpload
+from snapshot_backup import s3_upload
+from snapshot_backup.s3_upload import (
+    MAX_PARTS,
+    MIN_PART_BYTES,
+    AlreadyStoredError,
+    MetadataTooLateError,
+    StreamingUpload,
+    crc32_combine,
+    part_bytes_for,
+)
 from tests.conftest import assert_nothing_stored
 
 
@@ -69,6 +81,132 @@ def test_an_existing_object_is_never_replaced(s3, bucket):
     s3.put_object(Bucket=bucket, Key="e.snap", Body=b"earlier")
     upload = StreamingUpload(s3, bucket, "e.snap")
     upload.write(b"later")
-    with pytest.raises(Exception, match="PreconditionFailed"):
+    with pytest.raises(AlreadyStoredError):
         upload.commit()
     assert s3.get_object(Bucket=bucket, Key="e.snap")["Body"].read() == b"earlier"
+
+
+def test_an_existing_object_is_reported_as_already_stored(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="f.snap", Body=b"earlier")
+    with StreamingUpload(s3, bucket, "f.snap") as upload:
+        upload.write(os.urandom(MIN_PART_BYTES + 10))
+        with pytest.raises(AlreadyStoredError, match="f.snap exists already"):
+            upload.commit()
+    assert s3.get_object(Bucket=bucket, Key="f.snap")["Body"].read() == b"earlier"
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_s3_is_given_the_whole_objects_crc32_to_check(s3, bucket):
+    sent: list[dict] = []
+    s3.meta.events.register(
+        "before-parameter-build.s3.CompleteMultipartUpload",
+        lambda params, **_: sent.append(dict(params)),
+    )
+    data = os.urandom(2 * MIN_PART_BYTES + 777)
+    upload = StreamingUpload(s3, bucket, "g.snap")
+    write_in_pieces(upload, data, piece=1 << 20)
+    stored = upload.commit()
+    whole = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    assert (sent[0]["ChecksumType"], sent[0]["ChecksumCRC32"]) == ("FULL_OBJECT", whole)
+    assert sent[0]["MpuObjectSize"] == len(data) and stored.crc32 == whole
+    head = s3.head_object(Bucket=bucket, Key="g.snap", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == whole
+
+
+def test_crc32_combines_as_if_computed_over_the_whole():
+    pieces = [os.urandom(n) for n in (0, 1, 4095, 70_000, MIN_PART_BYTES)]
+    combined = 0
+    for piece in pieces:
+        combined = crc32_combine(combined, zlib.crc32(piece), len(piece))
+    assert combined == zlib.crc32(b"".join(pieces))
+
+
+def test_the_object_may_be_named_until_its_first_part_is_sent(s3, bucket):
+    upload = StreamingUpload(s3, bucket)
+    upload.write(os.urandom(1000))
+    upload.set_key("h.snap")
+    upload.commit()
+    assert s3.head_object(Bucket=bucket, Key="h.snap")["ContentLength"] == 1000
+
+    unnamed = StreamingUpload(s3, bucket)
+    with unnamed, pytest.raises(MetadataTooLateError, match="before the object was named"):
+        unnamed.write(os.urandom(MIN_PART_BYTES + 1))
+    named_late = StreamingUpload(s3, bucket, "i.snap")
+    with named_late:
+        named_late.write(os.urandom(MIN_PART_BYTES + 1))
+        with pytest.raises(MetadataTooLateError):
+            named_late.set_key("j.snap")
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+@pytest.mark.parametrize(
+    ("hint", "part"),
+    [(None, MIN_PART_BYTES), (1 << 30, MIN_PART_BYTES), (200 << 30, 21 << 20), (5 << 40, 525 << 20)],
+)
+def test_one_part_size_fits_the_whole_object_in_10000_parts(hint, part):
+    assert part_bytes_for(hint) == part
+    if hint:
+        assert -(-hint // part) <= MAX_PARTS
+
+
+def test_a_size_hint_after_the_first_bytes_keeps_them(s3, bucket):
+    data = os.urandom(MIN_PART_BYTES + 5000)
+    upload = StreamingUpload(s3, bucket, "k.snap", part_bytes=5 << 20)
+    upload.write(data[:3000])
+    upload.plan_for(1 << 30)  # 8 MiB parts, as meta.json says
+    upload.write(data[3000:])
+    assert upload.commit().parts == 2
+    assert s3.get_object(Bucket=bucket, Key="k.snap")["Body"].read() == data
+
+
+class CountingS3:
+    """Just enough of an S3 client to push thousands of tiny parts through the upload.
+
+    At every part it notes how many bytes of part buffers are alive.
+    """
+
+    class exceptions:  # noqa: N801 - botocore's shape
+        ClientError = botocore.exceptions.ClientError
+
+    def __init__(self, alive: weakref.WeakSet) -> None:
+        self.part_sizes: list[int] = []
+        self.alive = alive
+        self.peak_buffer_bytes = 0
+
+    def create_multipart_upload(self, **_: object) -> dict:
+        return {"UploadId": "u"}
+
+    def upload_part(self, Body: bytearray, PartNumber: int, **_: object) -> dict:  # noqa: N803
+        self.part_sizes.append(len(Body))
+        alive = sum(len(buffer) for buffer in list(self.alive))
+        self.peak_buffer_bytes = max(self.peak_buffer_bytes, alive)
+        return {"ETag": f'"{PartNumber}"'}
+
+    def complete_multipart_upload(self, **_: object) -> dict:
+        return {"VersionId": "v"}
+
+
+def test_buffers_stay_within_the_budget_whatever_the_part_count(monkeypatch):
+    # Scaled down: 1 KiB parts, a 4 KiB budget. The part size doubles every 1,000
+    # parts (1, 2, 4, 8 KiB); the buffers alive at once must never pass the
+    # budget, or two parts once a part is larger than half of it.
+    alive: weakref.WeakSet = weakref.WeakSet()
+
+    class TrackedBuffer(bytearray):
+        __hash__ = object.__hash__  # by identity: alive buffers, not equal contents
+
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)  # type: ignore[arg-type]
+            alive.add(self)
+
+    monkeypatch.setattr(s3_upload, "bytearray", TrackedBuffer, raising=False)
+    s3 = CountingS3(alive)
+    upload = StreamingUpload(s3, "bucket", "key", part_bytes=1024, budget_bytes=4096)
+    piece = os.urandom(1000)
+    for _ in range(12_000):
+        upload.write(piece)
+    stored = upload.commit()
+    largest = max(s3.part_sizes)
+    assert largest == 8192 and stored.parts == len(s3.part_sizes) < MAX_PARTS
+    assert sum(s3.part_sizes) == 12_000_000
+    assert 0 < s3.peak_buffer_bytes <= max(4096, 2 * largest)
