@@ -10,13 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from snapshot_backup.retention import RETIRED_TAG_KEY
+import pytest
+
+from snapshot_backup.keys import SnapshotKey
+from snapshot_backup.retention import RETIRED_TAG_KEY, apply_floor, content_drops
 from snapshot_backup.store import SnapshotStore
 from testbed.archive_writer import RaftState
 from testbed.pulumi_mocks import run_program
 from tests.conftest import back_up, locked_bucket
 from tests.lifecycle_model import is_current_object, read_versions, s3_rules, surviving
 
+PREFIX = "consul-snapshots/"
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:consul/token-AbCdEf"
 LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
 
@@ -81,3 +85,134 @@ def test_locked_versions_stay_until_their_lock_ends_even_when_retired(s3):
     assert [v.delete_marker for v in after_a_year] == [False, True]
     # Once the lock has ended, lifecycle removes the version, then its delete marker.
     assert surviving(stored_rules, versions, now + timedelta(days=410))[key] == []
+
+
+# --- the floor over every snapshot, on objects put directly ---------------------
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def put_snapshots(s3: Any, bucket: str, count: int, start_index: int = 100) -> list[str]:
+    """``count`` hourly snapshots with manifests-less archives, oldest first."""
+    keys = []
+    for n in range(count):
+        name = SnapshotKey.of(PREFIX, "prod", T0 + timedelta(hours=n), start_index + n)
+        s3.put_object(Bucket=bucket, Key=name.key, Body=b"archive")
+        keys.append(name.key)
+    return keys
+
+
+def tag_of(s3: Any, bucket: str, key: str) -> str | None:
+    tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+    return next((t["Value"] for t in tags if t["Key"] == RETIRED_TAG_KEY), None)
+
+
+def count_calls(s3: Any, operation: str) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+    s3.meta.events.register(
+        f"before-parameter-build.s3.{operation}", lambda params, **_: calls.append(dict(params))
+    )
+    return calls
+
+
+def test_every_snapshot_beyond_the_floor_is_retired_however_many(s3, bucket):
+    keys = put_snapshots(s3, bucket, 25)
+    # The old window retired only the three just beyond keepLatest: 15 were stranded.
+    for key in keys[15:18]:
+        s3.put_object_tagging(
+            Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": RETIRED_TAG_KEY, "Value": "true"}]}
+        )
+    store = SnapshotStore(s3, bucket, PREFIX)
+    result = apply_floor(store, "prod", keep_latest=7)
+    assert sorted(result.retired) == sorted(keys[:18]) and not result.errors
+    assert [tag_of(s3, bucket, key) for key in keys] == ["true"] * 18 + [None] * 7
+    listed = store.list("prod")
+    assert [s.retired for s in listed] == [False] * 7 + [True] * 18
+    # The markers are born tagged, so they expire with their snapshots.
+    marker = SnapshotKey.of(PREFIX, "prod", T0, 100).retired_key
+    assert tag_of(s3, bucket, marker) == "true"
+
+    tagging = count_calls(s3, "PutObjectTagging")
+    again = apply_floor(store, "prod", keep_latest=7)
+    assert (again.retired, again.kept_again, tagging) == ([], [], [])  # one listing, no change
+
+
+def test_lowering_and_raising_keep_latest_moves_the_floor_both_ways(s3, bucket):
+    keys = put_snapshots(s3, bucket, 10)
+    store = SnapshotStore(s3, bucket, PREFIX)
+    apply_floor(store, "prod", keep_latest=7)
+    lowered = apply_floor(store, "prod", keep_latest=2)
+    assert sorted(lowered.retired) == sorted(keys[3:8])
+    raised = apply_floor(store, "prod", keep_latest=5)
+    assert sorted(raised.kept_again) == sorted(keys[5:8])
+    assert [tag_of(s3, bucket, key) for key in keys] == ["true"] * 5 + ["false"] * 3 + [None] * 2
+    assert [s.retired for s in store.list("prod")] == [False] * 5 + [True] * 5
+    # Back out of the floor later: retired again, not stranded by its old marker.
+    assert sorted(apply_floor(store, "prod", keep_latest=2).retired) == sorted(keys[5:8])
+
+
+def test_the_floor_keeps_the_newest_by_index_and_the_newest_by_time(s3, bucket):
+    store = SnapshotStore(s3, bucket, PREFIX)
+    before_the_disaster = put_snapshots(s3, bucket, 3, start_index=1000)
+    # A cluster rebuilt from an older snapshot: newer snapshots, lower indexes.
+    rebuilt = []
+    for n in range(3):
+        name = SnapshotKey.of(PREFIX, "prod", T0 + timedelta(days=1, hours=n), 401 + n)
+        s3.put_object(Bucket=bucket, Key=name.key, Body=b"archive")
+        rebuilt.append(name.key)
+    result = apply_floor(store, "prod", keep_latest=1)
+    kept = {s.key for s in store.list("prod") if not s.retired}
+    assert kept == {before_the_disaster[-1], rebuilt[-1]}
+    assert sorted(result.retired) == sorted(before_the_disaster[:2] + rebuilt[:2])
+
+
+def test_a_held_snapshot_is_never_retired_until_released(s3, bucket):
+    keys = put_snapshots(s3, bucket, 4)
+    held = SnapshotKey.of(PREFIX, "prod", T0, 100)
+    s3.put_object(Bucket=bucket, Key=held.hold_key, Body=b"{}")
+    store = SnapshotStore(s3, bucket, PREFIX)
+    assert sorted(apply_floor(store, "prod", keep_latest=1).retired) == sorted(keys[1:3])
+    assert tag_of(s3, bucket, keys[0]) is None
+    s3.delete_object(Bucket=bucket, Key=held.hold_key)  # consul-backup release
+    assert apply_floor(store, "prod", keep_latest=1).retired == [keys[0]]
+
+
+def test_a_failure_is_reported_and_the_rest_still_retired(s3, bucket):
+    keys = put_snapshots(s3, bucket, 5)
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"] == keys[1]:
+            raise RuntimeError("AccessDenied for this one")
+
+    s3.meta.events.register("before-parameter-build.s3.PutObjectTagging", refuse)
+    result = apply_floor(SnapshotStore(s3, bucket, PREFIX), "prod", keep_latest=2)
+    assert sorted(result.retired) == sorted([keys[0], keys[2]])
+    assert result.errors == [f"{keys[1]}: RuntimeError: AccessDenied for this one"]
+    assert "AccessDenied" in result.as_record()["retire_error"]
+
+
+def test_without_time_left_nothing_changes_and_the_rest_is_deferred(s3, bucket):
+    put_snapshots(s3, bucket, 5)
+    result = apply_floor(SnapshotStore(s3, bucket, PREFIX), "prod", 2, time_left=lambda: False)
+    assert (result.retired, result.deferred) == ([], 3)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "flagged"),
+    [
+        (1000, 400, True),  # 60 % gone
+        (1000, 500, False),  # exactly half: not more than 50 %
+        (20, 0, True),
+        (19, 0, False),  # too few to judge
+        (100, 150, False),
+    ],
+)
+def test_a_drop_of_more_than_the_percentage_is_flagged(before, after, flagged):
+    drops = content_drops({"kv_entries": before}, {"kv_entries": after}, 50)
+    assert drops == ({"kv_entries": {"from": before, "to": after}} if flagged else {})
+
+
+def test_every_watched_count_is_judged():
+    previous = {"kv_entries": 100, "service_instances": 100, "nodes": 100, "acl_tokens": 100}
+    current = {"kv_entries": 10, "service_instances": 90, "nodes": 0, "acl_tokens": 49}
+    assert set(content_drops(previous, current, 50)) == {"kv_entries", "nodes", "acl_tokens"}

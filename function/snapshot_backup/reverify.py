@@ -23,9 +23,10 @@ from typing import Any
 from .aws_clients import aws_client, regional_client
 from .environment import EnvVar
 from .keys import CLUSTER_NAME, CLUSTER_NAME_RULE, normalize_prefix
+from .manifest import Manifest, ManifestMismatchError, check_against, unrecorded
 from .s3_upload import SHA256_METADATA
 from .settings import SettingsError
-from .store import SnapshotStore
+from .store import SnapshotStore, StoredSnapshot
 from .telemetry import emit, verify_record
 from .verify import ArchiveError, ArchiveReport, TeeReader, verify_archive
 
@@ -122,6 +123,76 @@ def verify_stored(
     if recorded and recorded != sha256:
         raise ArchiveError(f"{key}: archive SHA-256 {sha256} differs from the recorded {recorded}")
     return report, sha256
+
+
+@dataclass(frozen=True)
+class Proven:
+    """A stored snapshot read back whole: what the verifier found, what it was checked against."""
+
+    snapshot: StoredSnapshot
+    report: ArchiveReport
+    sha256: str
+    size: int
+    version_id: str | None
+    manifest: Manifest | None
+
+    @property
+    def sha256_checked(self) -> bool:
+        """Whether the archive was compared with the SHA-256 recorded in its manifest."""
+        return self.manifest is not None
+
+
+def prove_stored(
+    store: SnapshotStore,
+    snapshot: StoredSnapshot,
+    *,
+    version_id: str | None = None,
+    allow_unrecorded: bool = False,
+    observe: Callable[[bytes], None] | None = None,
+) -> Proven:
+    """Read ``snapshot`` once through the verifier and check it against its manifest.
+
+    ``observe`` sees every byte as it passes (progress, a file being written,
+    the body of a restore). Raises ``ArchiveError`` for an archive Consul would
+    refuse, ``ManifestMismatchError`` for one that is not what its manifest
+    records (naming the manifest's SHA-256), ``UnrecordedSnapshotError`` for a
+    snapshot without a manifest unless ``allow_unrecorded``.
+    """
+    manifest = store.read_manifest(snapshot) if snapshot.has_manifest else None
+    if manifest is None and not allow_unrecorded:
+        raise unrecorded(store.bucket, snapshot.name)
+    response = store.open(snapshot.key, version_id)
+    digest = hashlib.sha256()
+    size = 0
+
+    def tee(data: bytes) -> None:
+        nonlocal size
+        digest.update(data)
+        size += len(data)
+        if observe is not None:
+            observe(data)
+
+    try:
+        report = verify_archive(TeeReader(response["Body"], tee))
+    finally:
+        response["Body"].close()
+    read_version = response.get("VersionId")
+    read_version = None if read_version in (None, "null") else read_version
+    if manifest is not None:
+        check_against(
+            manifest,
+            where=f"s3://{store.bucket}/{snapshot.key}",
+            sha256=digest.hexdigest(),
+            size=size,
+            raft_index=report.meta.index,
+            version_id=read_version,
+        )
+    elif report.meta.index != snapshot.raft_index:
+        raise ManifestMismatchError(
+            f"s3://{store.bucket}/{snapshot.key}: the key says raft index "
+            f"{snapshot.raft_index}, the archive {report.meta.index}"
+        )
+    return Proven(snapshot, report, digest.hexdigest(), size, read_version, manifest)
 
 
 def run_verification(
