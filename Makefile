@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 WORKFLOWS ?= .github/workflows
 
-.PHONY: venv demo test lint lint-python lint-workflows typecheck unit bench readme clean
+.PHONY: venv demo sandbox test lint lint-python lint-workflows typecheck unit bench readme clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml function/pyproject.toml package.json package-lock.json
 	$(PYTHON) -m venv --clear $(VENV)
@@ -20,6 +20,10 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m testbed.demo
+
+# moto and a Consul double with one backup in the bucket, until Ctrl-C: try the CLI by hand.
+sandbox: $(STAMP)
+	$(BIN)/python -m testbed.sandbox
 
 lint: lint-python lint-workflows
 

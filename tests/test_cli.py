@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from consul_backup.commands import COMMANDS
 from consul_backup.exit_codes import ExitCode
 from snapshot_backup.s3_upload import MIN_PART_BYTES
 from testbed.archive_writer import RaftState, archive_bytes
@@ -45,7 +46,8 @@ def test_list_is_newest_first_and_ignores_foreign_objects(s3, bucket):
     everything = cli("list", "--bucket", bucket)
     lines = everything.out.splitlines()
     assert lines[0].startswith("TAKEN (UTC)")
-    assert "stage" in lines[1] and "2026-11-20 15:00:00" in lines[1]
+    [stage] = [line for line in lines if " stage " in line]
+    assert "2026-11-20 15:00:00" in stage
     assert len(lines) == 5
 
 
@@ -165,7 +167,7 @@ def test_download_writes_only_a_verified_file(consul, s3, bucket, tmp_path):
 
 def test_backup_local_runs_the_handler(consul, s3, bucket):
     result = cli(
-        "backup", "--local", "--bucket", bucket, "--cluster", "prod",
+        "backup", "--local", "--bucket", bucket, "--cluster", "prod", "--keep-latest", "7",
         "--consul-addr", consul.address, env={"CONSUL_HTTP_TOKEN": "root-token"},
     )  # fmt: skip
     assert result.code == ExitCode.OK, result.err
@@ -176,7 +178,7 @@ def test_backup_local_runs_the_handler(consul, s3, bucket):
 def test_backup_local_failure_is_an_error_exit(consul, s3, bucket):
     consul.has_leader = False
     result = cli(
-        "backup", "--local", "--bucket", bucket, "--cluster", "prod",
+        "backup", "--local", "--bucket", bucket, "--cluster", "prod", "--keep-latest", "7",
         "--consul-addr", consul.address,
         env={"CONSUL_HTTP_TOKEN": "root-token", "CONSUL_RETRIES": "0"},
     )  # fmt: skip
@@ -195,7 +197,7 @@ def test_missing_settings_and_snapshots(s3, bucket):
     assert cli("backup", "--bucket", bucket, "--cluster", "prod").code == ExitCode.USAGE
 
 
-@pytest.mark.parametrize("command", ["list", "verify", "download", "restore", "backup"])
+@pytest.mark.parametrize("command", [command.name for command in COMMANDS])
 def test_every_subcommand_has_help_in_the_installed_script(command):
     script = Path(sys.executable).parent / "consul-backup"
     assert script.exists(), "make installs the consul-backup console script into .venv"
@@ -219,7 +221,7 @@ def test_a_replica_in_another_region_reads_like_the_primary(consul, s3, monkeypa
             regions.append(kwargs.get("region_name"))
         return made(service, *args, **kwargs)
 
-    monkeypatch.setattr("consul_backup.cli.boto3.client", recording_client)
+    monkeypatch.setattr(boto3, "client", recording_client)
     env = {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
     found = cli("verify", "--bucket", "replica-snapshots", "--cluster", "prod", "latest", env=env)
     assert found.code == ExitCode.OK, found.err
