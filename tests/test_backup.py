@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import json
 import os
 import re
 import threading
 import time
+import traceback
 import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,16 +23,20 @@ import pytest
 from botocore.exceptions import ClientError
 
 from handler import handler
+from snapshot_backup.aws_clients import aws_client
 from snapshot_backup.consul import ConsulError
 from snapshot_backup.deadline import DEADLINE_MARGIN_SECONDS, DeadlineError
 from snapshot_backup.keys import snapshot_key
-from snapshot_backup.s3_upload import MIN_PART_BYTES, UploadError
+from snapshot_backup.s3_upload import MIN_PART_BYTES, AlreadyStoredError, UploadError
 from snapshot_backup.settings import SettingsError
+from snapshot_backup.token_source import MIN_HIDDEN_PIECE, RedactedError, Redactor, TokenError
 from snapshot_backup.verify import ArchiveError, StricterThanConsulError
 from testbed.archive_writer import ArchiveDefects, RaftState, write_archive
 from testbed.consul_double import ConsulDouble, MidStreamFault
+from testbed.moto_server import free_port
 from testbed.tls import make_private_ca
 from tests.conftest import assert_nothing_stored, backup_env, run_record, stored_objects
+from tests.test_consul_client import QuietServer
 from tests.test_verify import REFUSED, STRICTER
 
 MULTIPART_STATE = RaftState(index=90210, term=7, size=3 * MIN_PART_BYTES + 12345, seed=3)
@@ -89,15 +95,12 @@ def test_multipart_round_trip_is_byte_identical(s3, bucket):
     assert summary["sha256"] == served.sha256
     assert stored["Metadata"]["raft-index"] == "90210"
     assert stored["Metadata"]["raft-term"] == "7"
-    # A composite checksum: S3 checked every part against the CRC-32 sent with it.
+    # A full-object checksum: S3 checked every part against its CRC-32, and the
+    # assembled object against the CRC-32 of the whole stream.
     head = s3.head_object(Bucket=bucket, Key=summary["key"], ChecksumMode="ENABLED")
     assert served.body is not None
-    part_crcs = b"".join(
-        zlib.crc32(served.body[start : start + MIN_PART_BYTES]).to_bytes(4, "big")
-        for start in range(0, len(served.body), MIN_PART_BYTES)
-    )
-    composite = base64.b64encode(zlib.crc32(part_crcs).to_bytes(4, "big")).decode()
-    assert head["ChecksumCRC32"].split("-")[0] == composite
+    whole = base64.b64encode(zlib.crc32(served.body).to_bytes(4, "big")).decode()
+    assert (head["ChecksumCRC32"], head["ChecksumType"]) == (whole, "FULL_OBJECT")
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
@@ -293,7 +296,7 @@ def test_a_second_run_never_overwrites_a_stored_snapshot(consul, s3, bucket):
     }
     for key in occupied:
         s3.put_object(Bucket=bucket, Key=key, Body=b"earlier snapshot")
-    with pytest.raises(ClientError, match="PreconditionFailed"):
+    with pytest.raises(AlreadyStoredError, match="exists already"):
         handler({}, None, env=backup_env(consul, bucket))
     for key in occupied:
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"earlier snapshot"
@@ -457,3 +460,194 @@ def test_a_failure_to_retire_is_reported_and_the_snapshot_still_stored(
 def test_a_run_that_retires_reports_no_retire_failure(consul, s3, bucket, capsys):
     handler({}, None, env=backup_env(consul, bucket))
     assert run_record(capsys.readouterr().out)["RetireFailure"] == 0
+
+
+# --- the token never reaches a log line or the error Lambda reports ---------
+
+CONSUL_UUID = "9f3c2a1e-7b4d-4c1e-9a2f-3d5e6f7a8b9c"
+SECOND_UUID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+# Tokens a hand rotation or a broken secret may leave; True: one an HTTP header
+# cannot carry, refused where it is read.
+HOSTILE_TOKENS: dict[str, tuple[str, bool]] = {
+    "two lines (LF)": (f"{CONSUL_UUID}\n{SECOND_UUID}", True),
+    "two lines (CRLF)": (f"{CONSUL_UUID}\r\n{SECOND_UUID}", True),
+    "a NUL": (f"{CONSUL_UUID}\x00{SECOND_UUID}", True),
+    "a tab": (f"{CONSUL_UUID}\t{SECOND_UUID}", True),
+    "a non-ASCII é": (f"{CONSUL_UUID}é{SECOND_UUID}", True),
+    "a € beyond Latin-1": (f"{CONSUL_UUID}€", True),
+    "8 KiB long": ((CONSUL_UUID * 228)[:8192], False),
+    "a substring of Consul's URL": ("127.0.0.1", False),
+}
+
+
+def traces_of(token: str) -> set[str]:
+    """How text may show ``token``: as is, escaped as Python and JSON escape it,
+    and each long piece of it between characters a header cannot carry."""
+    forms = {token, repr(token)[1:-1], ascii(token)[1:-1], json.dumps(token)[1:-1]}
+    forms.add(repr(token.encode("utf-8"))[2:-1])
+    pieces = re.split(r"[^\x21-\x7e]", token)
+    forms.update(piece for piece in pieces if len(piece) >= MIN_HIDDEN_PIECE)
+    return forms
+
+
+def exception_texts(exc: BaseException) -> list[str]:
+    """All that Lambda or a log can show of ``exc``: its traceback as Python prints
+    it, and each linked exception's str, repr, args, notes and text attributes."""
+    texts = ["".join(traceback.format_exception(exc))]
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        texts += [str(link), repr(link), repr(link.args), *getattr(link, "__notes__", [])]
+        texts += [repr(value) for value in vars(link).values() if isinstance(value, str | bytes)]
+        pending += [link.__cause__, link.__context__]
+    return texts
+
+
+def assert_no_trace_of(token: str, texts: list[str]) -> None:
+    found = [form for form in traces_of(token) if any(form in text for text in texts)]
+    assert not found, f"{len(found)} spellings of the token found (not shown)"
+
+
+@pytest.mark.parametrize("source", ["secret", "env"])
+@pytest.mark.parametrize("case", list(HOSTILE_TOKENS), ids=list(HOSTILE_TOKENS))
+@pytest.mark.parametrize("consul_up", [True, False], ids=["consul up", "consul down"])
+def test_no_token_reaches_a_log_line_or_the_raised_error(
+    case, source, consul_up, consul, secrets, s3, bucket, capsys
+):
+    token, unsendable = HOSTILE_TOKENS[case]
+    env = backup_env(consul, bucket)
+    if not consul_up:  # the error then names Consul's address
+        env["CONSUL_HTTP_ADDR"] = f"http://127.0.0.1:{free_port()}"
+    if source == "secret":
+        where = secrets.create_secret(Name=f"consul-{bucket}", SecretString=token)["ARN"]
+        env["CONSUL_TOKEN_SECRET_ARN"] = where
+        del env["CONSUL_HTTP_TOKEN"]
+    else:
+        env["CONSUL_HTTP_TOKEN"] = token
+        where = "CONSUL_HTTP_TOKEN"
+    with pytest.raises(TokenError if unsendable else ConsulError) as raised:
+        handler({}, None, env=env)
+    captured = capsys.readouterr()
+    assert_no_trace_of(token, [captured.out, captured.err, *exception_texts(raised.value)])
+    assert run_record(captured.out)["outcome"] == "failure"
+    if unsendable:  # refused where it was read, with where it came from and where it is wrong
+        assert where in str(raised.value) and "position 37 of " in str(raised.value)
+        assert consul.snapshot_requests() == []
+    assert_nothing_stored(s3, bucket)
+
+
+def test_a_token_echoed_back_in_an_error_is_redacted_and_the_error_kept(consul, s3, bucket, capsys):
+    # A proxy in front of Consul that quotes the request's headers in its error.
+    consul.tokens = {CONSUL_UUID: True}
+    consul.scripted_errors.append((502, f"upstream refused X-Consul-Token: {CONSUL_UUID}"))
+    with pytest.raises(ConsulError) as raised:
+        handler({}, None, env=backup_env(consul, bucket, CONSUL_HTTP_TOKEN=CONSUL_UUID))
+    mask = Redactor([CONSUL_UUID]).mask
+    assert str(raised.value) == (
+        f"Consul refused the snapshot (502): upstream refused X-Consul-Token: {mask}"
+    )
+    assert raised.value.status == 502 and CONSUL_UUID not in raised.value.body
+    captured = capsys.readouterr()
+    assert_no_trace_of(CONSUL_UUID, [captured.out, captured.err, *exception_texts(raised.value)])
+    assert run_record(captured.out)["error"].endswith(f"X-Consul-Token: {mask}")
+    assert_nothing_stored(s3, bucket)
+
+
+def test_an_error_whose_text_cannot_be_cleaned_is_replaced_without_its_chain(
+    consul, bucket, capsys, monkeypatch
+):
+    # OSError's text comes from a slot, not from its args: cleaning cannot reach it.
+    def fail(*_args: Any) -> None:
+        try:
+            raise ValueError(f"not a token: {CONSUL_UUID}")
+        except ValueError as inner:
+            failure = OSError(5, f"cannot use {CONSUL_UUID}")
+            failure.add_note(f"sent {CONSUL_UUID}")
+            raise failure from inner
+
+    monkeypatch.setattr("snapshot_backup.backup.run_backup", fail)
+    with pytest.raises(RedactedError) as raised:
+        handler({}, None, env=backup_env(consul, bucket, CONSUL_HTTP_TOKEN=CONSUL_UUID))
+    mask = Redactor([CONSUL_UUID]).mask
+    assert str(raised.value) == f"OSError: [Errno 5] cannot use {mask}"
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
+    captured = capsys.readouterr()
+    assert_no_trace_of(CONSUL_UUID, [captured.out, captured.err, *exception_texts(raised.value)])
+    assert (
+        run_record(captured.out)["error"] == f"RedactedError: OSError: [Errno 5] cannot use {mask}"
+    )
+
+
+# --- nothing waits past the deadline: the run always ends with its log line --
+
+
+def test_a_consul_that_never_answers_ends_the_run_at_its_deadline_with_its_log_line(
+    consul, s3, bucket, capsys
+):
+    # Consul accepts the connection and never answers. Retries (1 s, 3 s, 9 s)
+    # and a read timeout as long again each time once ran 35 s in a 25 s function.
+    usable = 2.0
+    with QuietServer() as quiet:
+        env = {**backup_env(consul, bucket, CONSUL_RETRIES="3"), "CONSUL_HTTP_ADDR": quiet.address}
+        started = time.monotonic()
+        with pytest.raises(DeadlineError, match=f"no snapshot from Consul at {quiet.address}"):
+            handler({}, LambdaContext(DEADLINE_MARGIN_SECONDS + usable), env=env)
+        elapsed = time.monotonic() - started
+        attempts = len(quiet.connections)
+    # Lambda would stop the run DEADLINE_MARGIN_SECONDS later; it stopped at the deadline.
+    assert usable - 0.3 < elapsed < usable + 0.5
+    assert attempts == 1  # no retry was left time for
+    record = run_record(capsys.readouterr().out)
+    assert record["BackupFailure"] == 1 and record["error"].startswith("DeadlineError")
+    assert f"Consul at {quiet.address}" in record["error"]
+    assert_nothing_stored(s3, bucket)
+
+
+class StalledSecrets:
+    """A Secrets Manager that answers ``answers`` reads, then stops answering until released."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.released = threading.Event()
+
+    def get_secret_value(self, SecretId: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        if self.answers:
+            return {"SecretString": self.answers.pop(0)}
+        self.released.wait(60)
+        raise ClientError({"Error": {"Code": "Throttling", "Message": "late"}}, "GetSecretValue")
+
+
+@pytest.mark.parametrize(
+    ("answers", "what"),
+    [
+        ([], "reading the settings and the Consul token"),
+        (["token-before"], "reading the Consul token again from Secrets Manager"),
+    ],
+    ids=["first read", "read again after Consul refused the token"],
+)
+def test_a_secrets_manager_that_stops_answering_ends_the_run_at_its_deadline(
+    answers, what, consul, s3, bucket, capsys, monkeypatch
+):
+    stalled = StalledSecrets(answers)
+    monkeypatch.setattr(
+        "snapshot_backup.backup.aws_client",
+        lambda service: stalled if service == "secretsmanager" else aws_client(service),
+    )
+    consul.tokens = {"token-after": True}  # refuses token-before: the secret is read again
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:consul-AbCdEf"
+    env = backup_env(consul, bucket, CONSUL_TOKEN_SECRET_ARN=arn)
+    usable = 1.5
+    started = time.monotonic()
+    try:
+        with pytest.raises(DeadlineError, match=re.escape(f"{what}")):
+            handler({}, LambdaContext(DEADLINE_MARGIN_SECONDS + usable), env=env)
+        elapsed = time.monotonic() - started
+    finally:
+        stalled.released.set()
+    assert usable - 0.3 < elapsed < usable + 0.5
+    assert run_record(capsys.readouterr().out)["error"].startswith("DeadlineError")
+    assert_nothing_stored(s3, bucket)

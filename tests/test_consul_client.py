@@ -6,7 +6,8 @@ import gzip
 import io
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,6 +22,7 @@ from snapshot_backup.consul import (
     SnapshotStream,
     normalize_address,
 )
+from snapshot_backup.deadline import MIN_WAIT_SECONDS, Deadline, DeadlineError
 from snapshot_backup.verify import verify_archive
 from testbed.archive_writer import RaftState
 from testbed.consul_double import ConsulDouble, MidStreamFault
@@ -297,3 +299,145 @@ def test_the_doubles_restore_ends_the_tar_where_consul_does(consul, end, refusal
                 io.BytesIO(archive), size=len(archive)
             )
         assert consul.restores == restores
+
+
+class QuietServer:
+    """A server on 127.0.0.1 that accepts every connection and, past ``answers``, never answers.
+
+    The first connections get ``answers`` in turn (raw HTTP responses, each sent
+    ``answer_after`` seconds after the request arrived); the rest are held open
+    in silence, as a Consul whose server is wedged would. Stops by itself on exit.
+    """
+
+    def __init__(self, answers: Sequence[bytes] = (), answer_after: float = 0.0) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.address = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._answers = list(answers)
+        self._answer_after = answer_after
+        self.connections: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections.append(connection)
+            if len(self.connections) <= len(self._answers):
+                answer = self._answers[len(self.connections) - 1]
+                responder = threading.Thread(
+                    target=self._answer, args=(connection, answer), daemon=True
+                )
+                self._threads.append(responder)
+                responder.start()
+
+    def _answer(self, connection: socket.socket, answer: bytes) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request and (chunk := connection.recv(4096)):
+            request += chunk
+        if not self._stop.wait(self._answer_after):
+            connection.sendall(answer)
+
+    def __enter__(self) -> QuietServer:
+        self._threads[0].start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        for connection in self.connections:
+            connection.close()
+        self._listener.close()
+
+
+BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy"
+
+
+def test_a_consul_that_never_answers_is_given_up_at_the_deadline_not_after_the_read_timeout():
+    with QuietServer() as quiet:
+        started = time.monotonic()
+        consul_client = ConsulClient(
+            ConsulSettings(address=quiet.address, read_timeout=300, retry_delays=(0.2, 0.2)),
+            deadline=Deadline(started + 1.5),
+        )
+        with pytest.raises(DeadlineError, match=f"no snapshot from Consul at {quiet.address}"):
+            consul_client.open_snapshot()
+        elapsed = time.monotonic() - started
+        # The one attempt waited up to the deadline; no retry was left time for.
+        assert 1.4 < elapsed < 1.8
+        assert len(quiet.connections) == 1
+
+
+def test_every_attempt_not_only_the_first_ends_by_the_deadline():
+    # Consul says 503 after half a second, then goes quiet. The second attempt
+    # starts later than the first: waiting as long as the first could (the old
+    # clamp, made once) would end it past the deadline.
+    with QuietServer(answers=[BUSY], answer_after=0.5) as quiet:
+        started = time.monotonic()
+        consul_client = ConsulClient(
+            ConsulSettings(address=quiet.address, read_timeout=300, retry_delays=(0.2,)),
+            deadline=Deadline(started + 2.0),
+        )
+        with pytest.raises(
+            DeadlineError, match=r"after 2 of 2 attempts; the last one: .*timed out"
+        ):
+            consul_client.open_snapshot()
+        assert 1.9 < time.monotonic() - started < 2.3
+        assert len(quiet.connections) == 2
+
+
+def test_a_retry_whose_backoff_would_cross_the_deadline_is_not_made(consul):
+    consul.scripted_errors.extend([(503, "busy")] * 3)
+    sleeps: list[float] = []
+    deadline = Deadline(time.monotonic() + 3.0)
+    consul_client = ConsulClient(
+        ConsulSettings(address=consul.address, token="root-token", retry_delays=(5.0, 5.0)),
+        sleep=sleeps.append,
+        deadline=deadline,
+    )
+    with pytest.raises(DeadlineError) as raised:
+        consul_client.open_snapshot()
+    assert "after 1 of 3 attempts; the last one: Consul refused the snapshot (503): busy" in str(
+        raised.value
+    )
+    assert isinstance(raised.value.__cause__, ConsulError)
+    assert raised.value.__cause__.status == 503
+    assert sleeps == []  # no sleep past the deadline
+    assert len(consul.snapshot_requests()) == 1
+
+
+def test_a_retry_that_fits_before_the_deadline_is_made(consul):
+    consul.scripted_errors.append((503, "busy"))
+    consul_client = ConsulClient(
+        ConsulSettings(address=consul.address, token="root-token", retry_delays=(0.2,)),
+        deadline=Deadline(time.monotonic() + 30),
+    )
+    snapshot = consul_client.open_snapshot()
+    snapshot.close()
+    assert len(consul.snapshot_requests()) == 2
+
+
+def test_no_attempt_starts_without_time_left(consul):
+    consul_client = ConsulClient(
+        ConsulSettings(address=consul.address, token="root-token"),
+        deadline=Deadline(time.monotonic() + MIN_WAIT_SECONDS / 2),
+    )
+    with pytest.raises(DeadlineError, match=f"no time left to ask Consul at {consul.address}"):
+        consul_client.open_snapshot()
+    assert consul.snapshot_requests() == []
+
+
+def test_without_a_deadline_the_configured_timeouts_stand():
+    # The CLI's client: ConsulClient(settings) waits the read timeout it was given.
+    with QuietServer() as quiet:
+        started = time.monotonic()
+        consul_client = ConsulClient(
+            ConsulSettings(address=quiet.address, read_timeout=0.5, retry_delays=())
+        )
+        with pytest.raises(ConsulError, match=r"unreachable after 1 attempts: .*timed out"):
+            consul_client.open_snapshot()
+        assert 0.4 < time.monotonic() - started < 1.5

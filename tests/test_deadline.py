@@ -1,4 +1,4 @@
-"""The deadline: one object for the read timeout, every byte, and a stalled stream."""
+"""The deadline: one object for every wait, every byte, and a stalled stream."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import time
 
 import pytest
 
-from snapshot_backup.deadline import DEADLINE_MARGIN_SECONDS, Deadline, DeadlineError
+from snapshot_backup.deadline import (
+    DEADLINE_MARGIN_SECONDS,
+    MIN_WAIT_SECONDS,
+    Deadline,
+    DeadlineError,
+)
 
 
 class Context:
@@ -21,8 +26,9 @@ class Context:
 def test_without_a_lambda_context_there_is_no_deadline():
     deadline = Deadline.from_context(None)
     assert deadline.at is None
-    assert deadline.clamp(300) == 300
+    assert deadline.remaining() is None
     deadline.check()  # never raises
+    assert deadline.run_within(lambda: "done", "a call") == "done"
 
 
 def test_the_margin_is_kept_back_from_lambdas_own_limit():
@@ -31,9 +37,36 @@ def test_the_margin_is_kept_back_from_lambdas_own_limit():
     assert 59 < deadline.at - time.monotonic() <= 60
 
 
-def test_a_wait_is_clamped_to_the_time_left_but_never_below_a_second():
-    assert 9 < Deadline(time.monotonic() + 10).clamp(300) <= 10
-    assert Deadline(time.monotonic() - 5).clamp(300) == 1.0
+def test_remaining_counts_down_and_goes_negative_once_past():
+    remaining = Deadline(time.monotonic() + 10).remaining()
+    assert remaining is not None and 9 < remaining <= 10
+    past = Deadline(time.monotonic() - 5).remaining()
+    assert past is not None and past < -4
+
+
+def test_a_call_that_overruns_the_deadline_is_left_behind_at_the_deadline():
+    # boto3 may retry for minutes; the run must not wait for it past the deadline.
+    release = threading.Event()
+    started = time.monotonic()
+    with pytest.raises(DeadlineError, match="reading a secret did not finish before the deadline"):
+        Deadline(started + 0.5).run_within(lambda: release.wait(30), "reading a secret")
+    assert 0.4 < time.monotonic() - started < 2
+    release.set()
+
+
+def test_a_call_within_the_deadline_returns_or_raises_as_it_would():
+    deadline = Deadline(time.monotonic() + 30)
+    assert deadline.run_within(lambda: 42, "a call") == 42
+    with pytest.raises(ValueError, match="invalid literal"):
+        deadline.run_within(lambda: int("not a number"), "a call")
+
+
+def test_no_call_starts_without_time_left_for_it():
+    started: list[bool] = []
+    almost_past = Deadline(time.monotonic() + MIN_WAIT_SECONDS / 2)
+    with pytest.raises(DeadlineError, match="no time left for reading a secret"):
+        almost_past.run_within(lambda: started.append(True), "reading a secret")
+    assert not started
 
 
 def test_check_raises_once_the_deadline_passed_and_says_how_far_it_got():

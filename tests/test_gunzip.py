@@ -9,7 +9,16 @@ import zlib
 
 import pytest
 
-from snapshot_backup.gunzip import GunzipReader, GzipFormatError, GzipReservedFlagsError
+from snapshot_backup.gunzip import (
+    FCOMMENT,
+    FEXTRA,
+    FHCRC,
+    FNAME,
+    MAX_HEADER_STRING_BYTES,
+    GunzipReader,
+    GzipFormatError,
+    GzipReservedFlagsError,
+)
 
 PAYLOAD = os.urandom(200_000) + b"consul " * 50_000
 
@@ -23,6 +32,46 @@ class Dribble:
 
     def read(self, size: int = -1) -> bytes:
         return self._data.read(min(self._step, size if size >= 0 else self._step))
+
+
+def gzip_member(
+    data: bytes,
+    *,
+    extra: bytes | None = None,
+    name: bytes | None = None,
+    comment: bytes | None = None,
+    header_crc: int | bool = False,
+    flags: int = 0,
+) -> bytes:
+    """One gzip member of ``data`` with the optional header fields RFC 1952 allows.
+
+    ``header_crc``: True for the right CRC-16 of the header, an int for that value.
+    """
+    plain = gzip.compress(data, mtime=0)  # a 10-byte header with no flags set
+    optional = b""
+    if extra is not None:
+        flags |= FEXTRA
+        optional += len(extra).to_bytes(2, "little") + extra
+    for flag, text in ((FNAME, name), (FCOMMENT, comment)):
+        if text is not None:
+            flags |= flag
+            optional += text + b"\0"
+    if header_crc is not False:
+        flags |= FHCRC
+    header = plain[:3] + bytes([flags]) + plain[4:10] + optional
+    if header_crc is not False:
+        crc = zlib.crc32(header) & 0xFFFF if header_crc is True else header_crc
+        header += crc.to_bytes(2, "little")
+    return header + plain[10:]
+
+
+def with_string(field: str, text: bytes, data: bytes = PAYLOAD) -> bytes:
+    """A member of ``data`` whose header carries ``text`` as its name or its comment."""
+    return gzip_member(data, name=text) if field == "name" else gzip_member(data, comment=text)
+
+
+LONGEST_NAME = b"n" * (MAX_HEADER_STRING_BYTES - 1)  # and the NUL: Go's whole buffer
+TOO_LONG_NAME = b"n" * MAX_HEADER_STRING_BYTES
 
 
 def read_all(source, size: int = 64 << 10) -> bytes:
@@ -148,3 +197,90 @@ def test_zlib_is_asked_for_a_gzip_wrapper_only():
     # A raw zlib stream (no gzip header) must not pass as gzip.
     with pytest.raises(GzipFormatError, match="gzip: invalid header"):
         read_all(io.BytesIO(zlib.compress(PAYLOAD)))
+
+
+# --- header fields, held to Go's rules (compress/gzip, Reader.readHeader) ------
+
+
+@pytest.mark.parametrize("field", ["name", "comment"])
+def test_a_name_or_comment_of_511_bytes_is_read(field):
+    member = with_string(field, LONGEST_NAME)
+    assert read_all(io.BytesIO(member)) == PAYLOAD
+    assert read_all(Dribble(member, step=5), size=1000) == PAYLOAD
+
+
+@pytest.mark.parametrize("field", ["name", "comment"])
+@pytest.mark.parametrize("length", [MAX_HEADER_STRING_BYTES, 600, 70_000])
+def test_a_name_or_comment_of_512_bytes_or_more_is_an_invalid_header(field, length):
+    # Go reads each into a 512-byte buffer, its NUL included; zlib takes any length.
+    member = with_string(field, b"n" * length)
+    with pytest.raises(GzipFormatError, match=r"^gzip: invalid header$"):
+        GunzipReader(io.BytesIO(member)).start()
+    with pytest.raises(GzipFormatError, match=r"^gzip: invalid header$"):
+        read_all(Dribble(member, step=7))
+
+
+@pytest.mark.parametrize("field", ["name", "comment"])
+def test_every_member_is_held_to_the_same_rules(field):
+    long_header = with_string(field, TOO_LONG_NAME, PAYLOAD[1000:])
+    data = gzip.compress(PAYLOAD[:1000]) + long_header
+    with pytest.raises(GzipFormatError, match=r"^gzip: invalid header$"):
+        read_all(io.BytesIO(data))
+    empty_after = gzip.compress(PAYLOAD) + with_string(field, TOO_LONG_NAME, b"")
+    with pytest.raises(GzipFormatError, match=r"^gzip: invalid header$"):
+        read_all(io.BytesIO(empty_after))
+    allowed = gzip.compress(PAYLOAD[:1000]) + with_string(field, LONGEST_NAME, PAYLOAD[1000:])
+    assert read_all(io.BytesIO(allowed)) == PAYLOAD
+
+
+def test_a_header_crc_over_the_whole_header_is_accepted_on_every_member():
+    # Go (since 1.7) and zlib both take the CRC-32 of every header byte before it.
+    first = gzip_member(PAYLOAD[:5000], extra=b"x" * 300, name=b"a.tar", header_crc=True)
+    second = gzip_member(PAYLOAD[5000:], comment=b"c" * 100, header_crc=True)
+    assert read_all(Dribble(first + second, step=3), size=4096) == PAYLOAD
+
+
+@pytest.mark.parametrize("member", [0, 1])
+def test_a_header_crc_that_does_not_match_is_an_invalid_header(member):
+    # The CRC-16 of the fixed ten bytes alone, as Go before 1.7 computed it.
+    fixed_only = zlib.crc32(gzip_member(b"", name=b"state.tar", header_crc=0)[:10]) & 0xFFFF
+    wrong = gzip_member(PAYLOAD[:1000], name=b"state.tar", header_crc=fixed_only)
+    assert wrong != gzip_member(PAYLOAD[:1000], name=b"state.tar", header_crc=True)
+    data = [wrong + gzip.compress(PAYLOAD[1000:]), gzip.compress(PAYLOAD[:1000]) + wrong][member]
+    reader = GunzipReader(io.BytesIO(data))
+    with pytest.raises(GzipFormatError, match=r"^gzip: invalid header$"):
+        reader.start()
+        reader.read()
+
+
+def test_an_extra_field_is_skipped_whatever_its_length():
+    assert read_all(io.BytesIO(gzip_member(PAYLOAD, extra=os.urandom(65_535)))) == PAYLOAD
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"extra": b"e" * 100},
+        {"name": b"state.tar"},
+        {"comment": b"made by hand"},
+        {"name": b"a", "header_crc": True},
+    ],
+    ids=["extra", "name", "comment", "header crc"],
+)
+def test_a_header_cut_after_its_first_ten_bytes_is_an_unexpected_eof(fields):
+    member = gzip_member(PAYLOAD, **fields)
+    header_length = len(member) - len(gzip.compress(PAYLOAD, mtime=0)) + 10
+    for cut in (11, header_length - 1):
+        with pytest.raises(GzipFormatError, match=r"^unexpected EOF$"):
+            GunzipReader(io.BytesIO(member[:cut])).start()
+        with pytest.raises(GzipFormatError, match=r"^unexpected EOF$"):
+            read_all(io.BytesIO(gzip.compress(PAYLOAD) + member[:cut]))
+
+
+def test_go_refuses_a_long_name_before_we_refuse_reserved_flags():
+    # Consul's own refusal is the one to report when both apply.
+    member = gzip_member(PAYLOAD, name=TOO_LONG_NAME, flags=0x20)
+    with pytest.raises(GzipFormatError, match="gzip: invalid header"):
+        GunzipReader(io.BytesIO(member)).start()
+    with pytest.raises(GzipReservedFlagsError):
+        GunzipReader(io.BytesIO(gzip_member(PAYLOAD, name=LONGEST_NAME, flags=0x20))).start()

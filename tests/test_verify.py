@@ -36,6 +36,7 @@ from tests.archives import (
     sums_line,
     with_checksum,
 )
+from tests.test_gunzip import LONGEST_NAME, TOO_LONG_NAME, gzip_member
 
 STATE = RaftState(index=4711, term=5, size=300_000, seed=7)
 S = Snapshot()
@@ -283,6 +284,55 @@ REFUSED: dict[str, tuple[bytes, str]] = {
         with_meta(b"[]\n"),
         f"{META}{TYPE}array into Go value of type raft.SnapshotMeta",
     ),
+    # An unsigned field is read with Go's strconv.ParseUint, which takes no sign, not even -0.
+    "Index -0": (
+        with_meta(meta_text(b'"Index":13', b'"Index":-0')),
+        f"{META}{TYPE}number -0 into Go struct field SnapshotMeta.Index of type uint64",
+    ),
+    "Term -0": (
+        with_meta(meta_text(b'"Term":2', b'"Term":-0')),
+        f"{META}{TYPE}number -0 into Go struct field SnapshotMeta.Term of type uint64",
+    ),
+    "ConfigurationIndex -0": (
+        with_meta(meta_text(b'"ConfigurationIndex":1', b'"ConfigurationIndex":-0')),
+        f"{META}{TYPE}number -0 into Go struct field SnapshotMeta.ConfigurationIndex "
+        "of type uint64",
+    ),
+    "a Peers byte written -0": (
+        with_meta(meta_for(S.state, Peers=[1, 2]).replace(b"[1,2]", b"[1,-0]")),
+        f"{META}{TYPE}number -0 into Go struct field SnapshotMeta.Peers of type uint8",
+    ),
+    # Raft restores snapshot versions 0 and 1 only, once Consul has read the whole archive.
+    "Version 2": (
+        with_meta(meta_for(S.state, Version=2)),
+        "Raft error when restoring snapshot: unsupported snapshot version 2",
+    ),
+    "Version -1": (
+        with_meta(meta_for(S.state, Version=-1)),
+        "Raft error when restoring snapshot: unsupported snapshot version -1",
+    ),
+    # Every gzip member header is read as Go reads it: a file name or comment fits
+    # in 512 bytes with its NUL, the header CRC covers the whole header.
+    "a gzip file name of 512 bytes": (
+        gzip_member(S.tar(), name=TOO_LONG_NAME),
+        "failed to decompress snapshot: gzip: invalid header",
+    ),
+    "a gzip comment of 512 bytes": (
+        gzip_member(S.tar(), comment=TOO_LONG_NAME),
+        "failed to decompress snapshot: gzip: invalid header",
+    ),
+    "a gzip member after the tar with a file name of 512 bytes": (
+        S.archive() + gzip_member(b"", name=TOO_LONG_NAME),
+        "gzip: invalid header",
+    ),
+    "a gzip header CRC that does not match": (
+        gzip_member(S.tar(), name=b"x", header_crc=0),  # the right one is 0xc3cb
+        "failed to decompress snapshot: gzip: invalid header",
+    ),
+    "a gzip header cut inside its file name": (
+        gzip_member(S.tar(), name=b"snapshot.tar")[:15],
+        "failed to decompress snapshot: unexpected EOF",
+    ),
     # Framing.
     "a body that is not gzip": (b"Permission denied" * 10, "failed to decompress snapshot: "),
     "an empty body": (b"", "failed to decompress snapshot: EOF"),
@@ -394,6 +444,10 @@ STRICTER: dict[str, tuple[bytes, str]] = {
         "meta.json nests deeper than this verifier reads",
     ),
     "reserved gzip header flags": (gzip_with_reserved_flag(), "sets reserved header flags"),
+    "Size -0, which Go's strconv.ParseInt reads as 0": (
+        with_meta(meta_text(b'"Size":%d' % len(S.state), b'"Size":-0')),
+        f"meta.json says state.bin has 0 bytes but it has {len(S.state)}",
+    ),
 }
 
 
@@ -451,6 +505,18 @@ ACCEPTED: dict[str, bytes] = {
         meta_for(S.state, Unknown={"x": [1.5, "y"]}, ID=None, Peers=None, Configuration=None)
     ),
     "meta.json field names in another case": with_meta(meta_text(b'"Index":13', b'"index":13')),
+    "Version -0, which Go's strconv.ParseInt reads as 0": with_meta(
+        meta_text(b'"Version":1', b'"Version":-0')
+    ),
+    "Version 0, the oldest Raft restores": with_meta(meta_for(S.state, Version=0)),
+    "a server's Suffrage -0": with_meta(meta_text(b'"Suffrage":0', b'"Suffrage":-0')),
+    "a gzip file name of 511 bytes, the longest Go reads": gzip_member(S.tar(), name=LONGEST_NAME),
+    "a gzip header with every optional field and a CRC over all of it": gzip_member(
+        S.tar(), extra=b"x" * 64, name=b"snapshot.tar", comment=b"c", header_crc=True
+    ),
+    "an empty gzip member after the last, with a comment of 511 bytes": (
+        S.archive() + gzip_member(b"", comment=LONGEST_NAME)
+    ),
 }
 
 

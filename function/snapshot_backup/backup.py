@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,14 +27,13 @@ from .s3_upload import MetadataTooLateError, StreamingUpload
 from .settings import BackupSettings, load_settings
 from .store import SnapshotStore
 from .telemetry import emit, run_record
-from .token_source import reread_token
+from .token_source import reread_token, token_redactor
 from .verify import SnapshotMeta, TeeReader, verify_archive
 
 
 def consul_client_for(settings: BackupSettings, deadline: Deadline) -> ConsulClient:
-    # Waiting for the first byte must not outlast the invocation either.
-    read_timeout = deadline.clamp(settings.consul.read_timeout)
-    return ConsulClient(replace(settings.consul, read_timeout=read_timeout))
+    # Every attempt to reach Consul, and every wait between them, ends by the deadline.
+    return ConsulClient(settings.consul, deadline=deadline)
 
 
 # Consul's answers to a token it does not accept (any more).
@@ -48,6 +46,7 @@ def open_snapshot(consul: ConsulClient) -> SnapshotStream:
     A warm container keeps the token it read at its cold start: after a
     rotation, Consul refuses it until the secret is read again. Nothing was
     accepted yet, so the request can simply be made again with the new token.
+    The client's deadline bounds it all, the read of the secret included.
     """
     try:
         return consul.open_snapshot()
@@ -55,7 +54,10 @@ def open_snapshot(consul: ConsulClient) -> SnapshotStream:
         arn = consul.settings.token_secret_arn
         if refused.status not in TOKEN_REFUSED or arn is None:
             raise
-        token = reread_token(aws_client("secretsmanager"), arn)
+        token = consul.deadline.run_within(
+            lambda: reread_token(aws_client("secretsmanager"), arn),
+            f"reading the Consul token again from Secrets Manager ({arn})",
+        )
         if token == consul.settings.token:
             raise  # the secret has not changed: the token itself lacks the right
         consul.use_token(token)
@@ -160,18 +162,33 @@ def _retire_beyond_floor(settings: BackupSettings, s3: Any) -> dict[str, Any]:
 
 
 def handler(event: Any, context: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Lambda's entry point: one backup, one JSON line, and no token in either's text.
+
+    Every record and error is put through the token redactor, so that whatever
+    carries a token's bytes (a header error, an echo in a proxy's answer) is
+    logged and raised without them. A failure is raised outside the ``except``
+    block, so that a stand-in for an error that could not be cleaned does not
+    carry the original as its context.
+    """
     env = os.environ if env is None else env
     started = time.monotonic()
     cluster = env.get(EnvVar.CLUSTER_NAME, "") or "unknown"
     try:
         deadline = Deadline.from_context(context)
-        settings = load_settings(env, lambda: aws_client("secretsmanager"))
+        settings = deadline.run_within(
+            lambda: load_settings(env, lambda: aws_client("secretsmanager")),
+            "reading the settings and the Consul token",
+        )
         consul = consul_client_for(settings, deadline)
         summary = run_backup(settings, consul, aws_client("s3"), deadline)
-    except Exception as exc:
-        notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))
-        details = {"error": f"{type(exc).__name__}: {exc}{notes}"}
+    except Exception as exc:  # noqa: BLE001 - logged, then raised below
+        redactor = token_redactor()
+        failure = redactor.exception(exc)
+        notes = "".join(f" ({note})" for note in getattr(failure, "__notes__", ()))
+        details = {"error": redactor.text(f"{type(failure).__name__}: {failure}{notes}")}
         emit(run_record(cluster, False, time.monotonic() - started, 0, details))
-        raise
-    emit(run_record(cluster, True, time.monotonic() - started, summary["bytes"], summary))
-    return summary
+    else:
+        summary = token_redactor().record(summary)
+        emit(run_record(cluster, True, time.monotonic() - started, summary["bytes"], summary))
+        return summary
+    raise failure

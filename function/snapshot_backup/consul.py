@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import urllib3
 
+from .deadline import MIN_WAIT_SECONDS, Deadline
 from .gunzip import GunzipReader
 
 SNAPSHOT_PATH = "/v1/snapshot"
@@ -141,13 +142,20 @@ def _body_text(response: Any) -> str:
 
 
 class ConsulClient:
+    """Consul's snapshot endpoint; with a ``deadline``, no wait in ``open_snapshot`` outlasts it.
+
+    ``ConsulClient(settings)`` (the CLI) waits as long as the settings say.
+    """
+
     def __init__(
         self,
         settings: ConsulSettings,
         sleep: Callable[[float], None] = time.sleep,
+        deadline: Deadline | None = None,
     ) -> None:
         self.settings = settings
         self.base_url = normalize_address(settings.address)
+        self.deadline = deadline or Deadline(None)
         self._pool = _build_pool(settings)
         self._sleep = sleep
 
@@ -170,14 +178,21 @@ class ConsulClient:
         return query
 
     def open_snapshot(self) -> SnapshotStream:
-        """Start ``GET /v1/snapshot``; retry only while no byte has been accepted."""
+        """Start ``GET /v1/snapshot``; retry only while no byte has been accepted.
+
+        The deadline bounds the whole of it: every attempt's connect and read
+        timeouts end by the deadline, no attempt starts with less than
+        ``MIN_WAIT_SECONDS`` left, and a retry whose backoff would leave less
+        than that is not made. Each of these raises ``DeadlineError``, in time
+        for the run to abort and log before Lambda stops it.
+        """
         headers = self._headers()
         # Without this the agent's gzip handler may gzip the archive a second time.
         headers["Accept-Encoding"] = "identity"
         url = self.base_url + SNAPSHOT_PATH
         attempts = len(self.settings.retry_delays) + 1
         for attempt in range(attempts):
-            last = attempt == attempts - 1
+            timeout = self._attempt_timeout()
             try:
                 response = self._pool.request(
                     "GET",
@@ -186,13 +201,13 @@ class ConsulClient:
                     headers=headers,
                     preload_content=False,
                     decode_content=False,
+                    timeout=timeout,
                 )
             except urllib3.exceptions.HTTPError as exc:
-                if last:
-                    raise ConsulError(
-                        f"Consul at {self.base_url} is unreachable after {attempts} attempts: {exc}"
-                    ) from exc
-                self._backoff(attempt)
+                unreachable = ConsulError(
+                    f"Consul at {self.base_url} is unreachable after {attempt + 1} attempts: {exc}"
+                )
+                self._retry_or_raise(attempt, unreachable, cause=exc)
                 continue
             if response.status == 200:
                 return SnapshotStream(
@@ -203,15 +218,56 @@ class ConsulClient:
                 )
             body = _body_text(response)
             response.release_conn()
-            if response.status in RETRYABLE_STATUSES and not last:
-                self._backoff(attempt)
-                continue
-            raise ConsulError(
+            refused = ConsulError(
                 f"Consul refused the snapshot ({response.status}): {body or '(empty body)'}",
                 status=response.status,
                 body=body,
             )
+            if response.status not in RETRYABLE_STATUSES:
+                raise refused
+            self._retry_or_raise(attempt, refused)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt_timeout(self) -> urllib3.Timeout:
+        """This attempt's timeouts: the configured ones, ending by the deadline."""
+        connect, read = self.settings.connect_timeout, self.settings.read_timeout
+        left = self.deadline.remaining()
+        if left is None:
+            return urllib3.Timeout(connect=connect, read=read)
+        if left < MIN_WAIT_SECONDS:
+            raise self.deadline.expired(
+                f"no time left to ask Consul at {self.base_url} for a snapshot"
+            )
+        # total: connecting and waiting for the answer together, not each in turn.
+        return urllib3.Timeout(connect=min(connect, left), read=min(read, left), total=left)
+
+    def _retry_or_raise(
+        self, attempt: int, failure: ConsulError, cause: BaseException | None = None
+    ) -> None:
+        """After a failed attempt: wait for the next one, or raise why there is none."""
+        attempts = len(self.settings.retry_delays) + 1
+        last = attempt == attempts - 1
+        left = self.deadline.remaining()
+        delay = 0.0 if last else self.settings.retry_delays[attempt]
+        delay += random.uniform(0, delay / 2)
+        # urllib3 2 makes a refused connection a ConnectTimeoutError too; it is not a wait.
+        timed_out = isinstance(cause, urllib3.exceptions.TimeoutError) and not isinstance(
+            cause, urllib3.exceptions.NewConnectionError
+        )
+        if left is not None and left < delay + MIN_WAIT_SECONDS and (timed_out or not last):
+            # The deadline ended this attempt's wait, or would end the next
+            # attempt before it could start: say so, with what Consul last did.
+            out_of_time = self.deadline.expired(
+                f"no snapshot from Consul at {self.base_url} after {attempt + 1} of "
+                f"{attempts} attempts; the last one: {cause or failure}"
+            )
+            raise out_of_time from (cause or failure)
+        if not last:
+            self._sleep(delay)
+        elif cause is not None:
+            raise failure from cause
+        else:
+            raise failure
 
     def restore_snapshot(self, archive: ByteSource, size: int | None = None) -> None:
         """``PUT /v1/snapshot`` with the raw archive, streamed from ``archive``."""
@@ -242,7 +298,3 @@ class ConsulClient:
     def _query_string(self) -> str:
         dc = self.settings.datacenter
         return f"?dc={quote(dc, safe='')}" if dc else ""
-
-    def _backoff(self, attempt: int) -> None:
-        delay = self.settings.retry_delays[attempt]
-        self._sleep(delay + random.uniform(0, delay / 2))

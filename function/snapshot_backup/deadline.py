@@ -2,8 +2,9 @@
 
 A run stops ``DEADLINE_MARGIN_SECONDS`` before Lambda would kill it, so that there
 is time to abort the upload and to log the failure: a killed run leaves an open
-upload (lifecycle removes it a day later) and no log line. Three things answer
-to the deadline: the read timeout while waiting for Consul's first byte, every
+upload (lifecycle removes it a day later) and no log line. Everything that waits
+answers to the deadline: each attempt to reach Consul (its connect and read
+timeouts, and the backoff before a retry), the calls to Secrets Manager, every
 byte that arrives, and a stream that stops sending altogether.
 """
 
@@ -11,11 +12,17 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 DEADLINE_MARGIN_SECONDS = 20.0
+# The least time worth a network call: with less left, one is not started (it
+# could only time out), and a retry that would leave less is not made.
+MIN_WAIT_SECONDS = 0.1
 TOO_SLOW = "raise the function's timeout or memory"
 STALLED = "Consul stopped sending the snapshot"
+
+T = TypeVar("T")
 
 
 class DeadlineError(TimeoutError):
@@ -40,11 +47,9 @@ class Deadline:
             return cls(None)
         return cls(time.monotonic() + remaining_ms() / 1000 - DEADLINE_MARGIN_SECONDS)
 
-    def clamp(self, timeout: float) -> float:
-        """``timeout``, shortened so that a wait cannot outlast the deadline (1 s at least)."""
-        if self.at is None:
-            return timeout
-        return max(1.0, min(timeout, self.at - time.monotonic()))
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (negative once past); None without a deadline."""
+        return None if self.at is None else self.at - time.monotonic()
 
     def check(self, done_bytes: int = 0, why: str = TOO_SLOW) -> None:
         """Raise ``DeadlineError`` once the deadline has passed."""
@@ -53,6 +58,42 @@ class Deadline:
 
     def error(self, done_bytes: int, why: str) -> DeadlineError:
         return DeadlineError(f"the invocation is about to time out after {done_bytes} bytes: {why}")
+
+    def expired(self, what: str) -> DeadlineError:
+        """The error for a wait the deadline ended, or left no time to start."""
+        return DeadlineError(f"the invocation is about to time out: {what}")
+
+    def run_within(self, call: Callable[[], T], what: str) -> T:
+        """``call()``, or ``DeadlineError`` naming ``what`` if it has not returned by the deadline.
+
+        For a call whose own timeouts this code does not set (boto3's, for one:
+        botocore may retry for minutes). It runs on a thread of its own; one the
+        deadline overtakes is left to finish in the background, and its result
+        is dropped. Without a deadline, ``call`` runs here.
+        """
+        at = self.at
+        if at is None:
+            return call()
+        if at - time.monotonic() < MIN_WAIT_SECONDS:
+            raise self.expired(f"no time left for {what}")
+        outcome: list[tuple[bool, Any]] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome.append((True, call()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome.append((False, exc))
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"deadline: {what}", daemon=True).start()
+        if not done.wait(max(0.0, at - time.monotonic())):
+            raise self.expired(f"{what} did not finish before the deadline")
+        returned, value = outcome[0]
+        if returned:
+            return value
+        raise value
 
     def guard(self, stream: Interruptible) -> StallGuard:
         """Cut ``stream`` at the deadline, should a read still be waiting on it then."""

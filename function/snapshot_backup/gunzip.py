@@ -1,12 +1,22 @@
 """Decompress a gzip stream as it is read, checking what Consul's reader checks.
 
 zlib's own gzip decoder parses each member's header and, at the member's end,
-checks its CRC-32 and length trailer; this module feeds it, checks each member's
-fixed header first as Go's ``gzip.Reader`` does, and handles what comes after a
-member. Like Go's reader (which Consul uses), it reads concatenated members as
-one stream; after a member, end of input ends the stream, fewer than ten bytes
-are ``unexpected EOF`` and anything else that is not a gzip header is
+checks its CRC-32 and length trailer; this module feeds it, checks every
+member's whole header first as Go's ``gzip.Reader`` does, and handles what comes
+after a member. Like Go's reader (which Consul uses), it reads concatenated
+members as one stream; after a member, end of input ends the stream, fewer than
+ten bytes are ``unexpected EOF`` and anything else that is not a gzip header is
 ``gzip: invalid header``. Errors carry Go's words.
+
+Go's header rules (``compress/gzip/gunzip.go``, ``Reader.readHeader`` and
+``readString``), which zlib does not share in full: the file name and the
+comment are each read into a 512-byte buffer, so 511 characters and the NUL
+at most, else ``gzip: invalid header`` (zlib takes any length); a header cut
+anywhere after its first ten bytes is ``unexpected EOF``; the extra field is
+skipped whatever it holds; the header CRC-16 is the low half of the CRC-32 of
+every header byte before it (as zlib computes it), else ``invalid header``;
+the reserved flag bits are ignored (zlib refuses them: see
+``GzipReservedFlagsError``).
 
 It does the work of ``gzip.GzipFile`` in far fewer calls: one zlib call per
 block of input rather than Python-level bookkeeping per 8 KiB (Python 3.11) or
@@ -25,7 +35,11 @@ DEFAULT_READ_BYTES = 256 << 10
 # RFC 1952: ID1, ID2, CM (8 = deflate) open every member; FLG follows.
 MEMBER_MAGIC = b"\x1f\x8b\x08"
 FIXED_HEADER_BYTES = 10
+# FLG bits (RFC 1952, 2.3.1).
+FHCRC, FEXTRA, FNAME, FCOMMENT = 0x02, 0x04, 0x08, 0x10
 RESERVED_FLAGS = 0xE0
+# Go's reader holds FNAME and FCOMMENT, NUL included, in a buffer of this size.
+MAX_HEADER_STRING_BYTES = 512
 
 UNEXPECTED_EOF = "unexpected EOF"
 INVALID_HEADER = "gzip: invalid header"
@@ -100,30 +114,62 @@ class GunzipReader(io.RawIOBase):
         return b""
 
     def _start_member(self) -> bool:
-        """Before a member: start it, or find the end of the stream."""
-        head = self._input
-        while len(head) < FIXED_HEADER_BYTES:
-            more = self._source.read(self._read_bytes)
-            if not more:
-                break
-            head += more
-        self._input = head
-        if not head:
+        """Before a member: check its header as Go does and start it, or find the stream's end."""
+        if not self._fill(1):
             if self._members == 0:  # an empty body is no gzip stream at all
                 raise GzipFormatError("EOF")
             self._finished = True
             return False
-        if len(head) < FIXED_HEADER_BYTES:
-            raise GzipFormatError(UNEXPECTED_EOF)
-        if not head.startswith(MEMBER_MAGIC):
+        self._check_header()
+        self._member = zlib.decompressobj(GZIP_WBITS)  # it reads the header again, then the data
+        self._members += 1
+        return True
+
+    def _check_header(self) -> None:
+        """The member header at the start of the input, held to Go's rules (module docstring)."""
+        end = self._need(FIXED_HEADER_BYTES)
+        if not self._input.startswith(MEMBER_MAGIC):
             raise GzipFormatError(INVALID_HEADER)
-        if head[3] & RESERVED_FLAGS:
+        flags = self._input[3]
+        if flags & FEXTRA:
+            end = self._need(end + 2)
+            end = self._need(end + int.from_bytes(self._input[end - 2 : end], "little"))
+        for flag in (FNAME, FCOMMENT):
+            if flags & flag:
+                end = self._string_end(end)
+        if flags & FHCRC:
+            end = self._need(end + 2)
+            stored = int.from_bytes(self._input[end - 2 : end], "little")
+            if stored != zlib.crc32(self._input[: end - 2]) & 0xFFFF:
+                raise GzipFormatError(INVALID_HEADER)
+        if flags & RESERVED_FLAGS:
             raise GzipReservedFlagsError(
                 f"gzip member {self._members + 1} sets reserved header flags "
-                f"(0x{head[3] & RESERVED_FLAGS:02x}); no gzip writer sets them"
+                f"(0x{flags & RESERVED_FLAGS:02x}); no gzip writer sets them"
             )
-        self._member = zlib.decompressobj(GZIP_WBITS)
-        self._members += 1
+
+    def _string_end(self, start: int) -> int:
+        """Where the NUL-terminated string at ``start`` ends, if Go's buffer holds it."""
+        limit = start + MAX_HEADER_STRING_BYTES
+        while (nul := self._input.find(b"\0", start, limit)) < 0:
+            if len(self._input) >= limit:
+                raise GzipFormatError(INVALID_HEADER)
+            self._need(len(self._input) + 1)
+        return nul + 1
+
+    def _need(self, size: int) -> int:
+        """``size``, once the input holds that many bytes; ``unexpected EOF`` if it never will."""
+        if not self._fill(size):
+            raise GzipFormatError(UNEXPECTED_EOF)
+        return size
+
+    def _fill(self, size: int) -> bool:
+        """Read until the input holds ``size`` bytes; False if the source ends first."""
+        while len(self._input) < size:
+            more = self._source.read(self._read_bytes)
+            if not more:
+                return False
+            self._input += more
         return True
 
 

@@ -7,7 +7,10 @@ whose metadata Consul cannot decode cannot be restored. Go's rules, as applied h
 - ``Index``, ``Term``, ``ConfigurationIndex`` are ``uint64``, ``Size`` is ``int64``,
   ``Version`` and each server's ``Suffrage`` are ``int``: a JSON number written
   without fraction or exponent and in range; ``13.0``, ``1.3e1``, ``"13"``,
-  ``true``, ``-1`` for an unsigned field or ``2^64`` are refused;
+  ``true``, ``-1`` for an unsigned field or ``2^64`` are refused. Go reads an
+  unsigned field with ``strconv.ParseUint``, which takes no sign at all, so
+  ``-0`` is refused there too; a signed one with ``ParseInt``, which reads
+  ``-0`` as 0 (``encoding/json``, ``decodeState.literalStore``);
 - ``ID`` and each server's ``ID`` and ``Address`` are strings; ``Peers`` is
   base64 text (or an array of bytes); ``Configuration`` is ``{"Servers": [...]}``;
 - ``null`` leaves a field at its zero value, as does a missing field; unknown
@@ -29,6 +32,9 @@ META_STRUCT = "SnapshotMeta"
 GO_MAX_DEPTH = 10_000
 UINT64_MAX = (1 << 64) - 1
 INT64_RANGE = (-(1 << 63), (1 << 63) - 1)
+# The snapshot versions Raft restores (hashicorp/raft config.go, SnapshotVersionMin
+# and SnapshotVersionMax); restoreUserSnapshot refuses any other before reading a byte.
+SNAPSHOT_VERSION_MIN, SNAPSHOT_VERSION_MAX = 0, 1
 _JSON_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)\Z")
 _BASE64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
@@ -102,6 +108,19 @@ def decode_meta(raw: bytes) -> SnapshotMeta:
         version=fields.get("Version", 0),
         configuration_index=fields.get("ConfigurationIndex", 0),
     )
+
+
+def unsupported_version(meta: SnapshotMeta) -> str | None:
+    """Raft's refusal of ``meta``'s version on restore, in Raft's words; None when supported.
+
+    Not a decoding error: Go decodes any ``int``, and ``consul snapshot save``
+    and ``inspect`` pass such an archive. Raft refuses it only on restore,
+    after Consul has read and checked the whole archive (``restoreUserSnapshot``
+    in hashicorp/raft raft.go; Consul adds ``Raft error when restoring snapshot:``).
+    """
+    if SNAPSHOT_VERSION_MIN <= meta.version <= SNAPSHOT_VERSION_MAX:
+        return None
+    return f"unsupported snapshot version {meta.version}"
 
 
 def _nesting_depth(text: str) -> int:
@@ -192,7 +211,12 @@ class _Decoder:
         if not isinstance(value, _Number):
             self.fail(_kind(value), path, type_name)
             return _UNSET
-        if not _JSON_INTEGER.match(value.text) or not low <= int(value.text) <= high:
+        unsigned_with_sign = low >= 0 and value.text.startswith("-")  # ParseUint("-0") fails
+        if (
+            not _JSON_INTEGER.match(value.text)
+            or unsigned_with_sign
+            or not low <= int(value.text) <= high
+        ):
             self.fail(f"number {value.text}", path, type_name)
             return _UNSET
         return int(value.text)

@@ -39,7 +39,13 @@ from .archive_format import (
 )
 from .gunzip import GunzipReader, GzipFormatError, GzipReservedFlagsError
 from .sha256sums import SumsError, check_sums, go_quote, layout_problem
-from .snapshot_meta import MetaDecodeError, MetaTooDeepError, SnapshotMeta, decode_meta
+from .snapshot_meta import (
+    MetaDecodeError,
+    MetaTooDeepError,
+    SnapshotMeta,
+    decode_meta,
+    unsupported_version,
+)
 from .tar_reader import TarFormatError, TarMember, TarReader
 
 # meta.json and SHA256SUMS are a few hundred bytes in practice; the caps stop a
@@ -151,6 +157,10 @@ class _ArchiveCheck:
         except SumsError as exc:
             raise ArchiveError(f"failed checking integrity of snapshot: {exc}") from exc
         self._conclude_gzip()
+        # Raft's restore, after Consul has read the whole archive (absent meta.json: zero).
+        refusal = unsupported_version(self._meta or SnapshotMeta())
+        if refusal is not None:
+            raise ArchiveError(f"Raft error when restoring snapshot: {refusal}")
         return self._stricter_rules()
 
     def _next_member(self) -> TarMember | None:
