@@ -11,21 +11,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .args import ColdStorage, ConfigError, ConsulSnapshotBackupArgs, Vpc
+    from .args import ColdStorage, ConsulSnapshotBackupArgs, ObjectLock, Replica, Vpc
     from .config import ClusterConfig, StackSettings, parse_stack
     from .consul_snapshot_backup import ConsulSnapshotBackup
+    from .scheduled_function import ScheduledFunction, ScheduledFunctionArgs
     from .snapshot_bucket import RetentionRule, SnapshotBucket
+    from .validation import ConfigError
 
 _HOMES = {
     "ColdStorage": "args",
-    "ConfigError": "args",
+    "ConfigError": "validation",
     "ConsulSnapshotBackupArgs": "args",
+    "ObjectLock": "args",
+    "Replica": "args",
     "Vpc": "args",
     "ClusterConfig": "config",
     "StackSettings": "config",
     "parse_stack": "config",
     "ConsulSnapshotBackup": "consul_snapshot_backup",
     "RetentionRule": "snapshot_bucket",
+    "ScheduledFunction": "scheduled_function",
+    "ScheduledFunctionArgs": "scheduled_function",
     "SnapshotBucket": "snapshot_bucket",
 }
 
@@ -35,7 +41,11 @@ __all__ = [
     "ConfigError",
     "ConsulSnapshotBackup",
     "ConsulSnapshotBackupArgs",
+    "ObjectLock",
+    "Replica",
     "RetentionRule",
+    "ScheduledFunction",
+    "ScheduledFunctionArgs",
     "SnapshotBucket",
     "StackSettings",
     "Vpc",

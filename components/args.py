@@ -1,29 +1,31 @@
 """ConsulSnapshotBackupArgs: the component's typed interface, and the one schema of its settings.
 
-Every setting is declared once, as a field here: name, type, default, bounds and
-one line of doc. A Python program passes them as keyword arguments; stack config
-(``config``) maps its camelCase keys onto them; the README's configuration
-reference is made from them (``reference``). A wrong value raises ``ConfigError``
-naming the field as the caller wrote it: ``retention_days`` from Python,
-``clusters[1] (beta): retentionDays`` from stack config.
+Every setting is declared once, as a field here: name, type, default, bounds
+and one line of doc. A Python program passes them as keyword arguments; stack
+config (``config``) maps its camelCase keys onto them; the README's
+configuration reference is made from them (``reference``). The schema is the
+only judge of a value: a wrong one raises ``ConfigError`` naming the field as
+the caller wrote it, ``retention_days`` from Python, ``clusters[1] (beta):
+retentionDays`` from stack config. The engine that applies it is ``validation``.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
 import re
-import typing
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from types import NoneType, UnionType
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import pulumi
 
 from snapshot_backup.keys import DEFAULT_PREFIX
-from snapshot_backup.retention import DEFAULT_KEEP_LATEST, MAX_KEEP_LATEST
+from snapshot_backup.retention import (
+    CONTENT_DROP_MIN_COUNT,
+    DEFAULT_CONTENT_DROP_PERCENT,
+    DEFAULT_KEEP_LATEST,
+    MAX_KEEP_LATEST,
+)
 
 from .schedule import (
     DEFAULT_SCHEDULE,
@@ -36,17 +38,44 @@ from .schedule import (
     schedule_interval_minutes,
 )
 from .snapshot_bucket import SnapshotBucket
+from .validation import (
+    Check,
+    ConfigError,
+    EachMatching,
+    InRange,
+    InvalidValueError,
+    Matching,
+    OneOf,
+    Problem,
+    SelfChecking,
+    problem,
+    validate,
+)
+
+__all__ = [
+    "ColdStorage",
+    "ConfigError",
+    "ConsulSnapshotBackupArgs",
+    "ObjectLock",
+    "Replica",
+    "SharedBucketArgs",
+    "Vpc",
+]
 
 SECRET_ARN = re.compile(
     r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+"
 )
 KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
+REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
+BUCKET_ARN = re.compile(r"arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+ACCOUNT_ID = re.compile(r"\d{12}")
+KEY_PREFIX = re.compile(r"[A-Za-z0-9!_.'()/-]{0,200}")
+LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
 SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8,17}")
 SECURITY_GROUP_ID = re.compile(r"sg-[0-9a-f]{8,17}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 DATACENTER = re.compile(r"[A-Za-z0-9_-]{1,64}")
-KEY_PREFIX = re.compile(r"[A-Za-z0-9!_.'()/-]{0,200}")
 LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
     1096, 1827, 2192, 2557, 2922, 3288, 3653,
@@ -60,130 +89,28 @@ COLD_STORAGE_MIN_DAYS = {
     "GLACIER": 0,
     "DEEP_ARCHIVE": 0,
 }
-REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
-BUCKET_ARN = re.compile(r"arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-ACCOUNT_ID = re.compile(r"\d{12}")
-LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
-
-Path = tuple[str, ...]
-Spelling = Callable[[Path], str]
-
-
-def snake_spelling(path: Path) -> str:
-    """How a Python caller names a field: ``cold_storage.after_days``."""
-    return ".".join(path)
-
-
-def camel_case(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(word.capitalize() for word in rest)
-
-
-def camel_spelling(path: Path) -> str:
-    """How stack config names a field: ``coldStorage.afterDays``."""
-    return ".".join(camel_case(part) for part in path)
-
-
-class InvalidValueError(ValueError):
-    """A check's verdict on one value; the message follows the field's name."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One mistake: a message that names fields, spelled when it is shown.
-
-    ``template`` holds ``{0}``, ``{1}``... for the names of ``paths``; any other
-    brace in it was doubled when the message was made.
-    """
-
-    template: str
-    paths: tuple[Path, ...]
-
-    def render(self, spell: Spelling, label: str = "") -> str:
-        text = self.template.format(*(spell(path) for path in self.paths))
-        return f"{label}: {text}" if label else text
-
-
-def problem(path: Path, message: str) -> Problem:
-    """``<field> <message>``, with the message taken literally."""
-    return Problem("{0} " + _literal(message), (path,))
-
-
-def _literal(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
-
-
-class ConfigError(ValueError):
-    """One or more settings are wrong; the message lists every one of them."""
-
-    def __init__(self, problems: Sequence[str], found: Sequence[Problem] = ()) -> None:
-        self.problems = list(problems)
-        self.found = list(found)  # the same mistakes, to be spelled another way
-        super().__init__(
-            "invalid consul-backup configuration:\n" + "\n".join(f"  - {p}" for p in problems)
-        )
-
-    @classmethod
-    def of(cls, found: Sequence[Problem], spell: Spelling = snake_spelling) -> ConfigError:
-        return cls([p.render(spell) for p in found], found)
+KMS_KEY = Matching(KMS_KEY_ARN, "a KMS key ARN (arn:aws:kms:...:key/...)")
+PREFIX = Matching(KEY_PREFIX, "an S3 key prefix (no * or ?, which IAM reads as wildcards)")
+# What a cluster's arguments may not set when its snapshots go to the shared bucket.
+SHARED_BUCKET_SETTINGS = ("kms_key_arn", "object_lock", "replica")
 
 
 # --- checks of one value ------------------------------------------------------
 
-Check = Callable[[Any], Any]
-
-
-@dataclass(frozen=True)
-class InRange:
-    low: int
-    high: int
-
-    def __call__(self, value: int) -> int:
-        if not self.low <= value <= self.high:
-            raise InvalidValueError(f"{value} is out of range ({self.low} to {self.high})")
-        return value
-
-
-@dataclass(frozen=True)
-class Matching:
-    pattern: re.Pattern[str]
-    describe: str
-
-    def __call__(self, value: str) -> str:
-        if not self.pattern.fullmatch(value):
-            raise InvalidValueError(f"{value!r} is not {self.describe}")
-        return value
-
-
-@dataclass(frozen=True)
-class OneOf:
-    values: tuple[Any, ...]
-    describe: str
-
-    def __call__(self, value: Any) -> Any:
-        if value not in self.values:
-            listed = ", ".join(map(str, self.values))
-            raise InvalidValueError(f"{value!r} is not {self.describe} ({listed})")
-        return value
-
-
-@dataclass(frozen=True)
-class EachMatching:
-    pattern: re.Pattern[str]
-    describe: str
-
-    def __call__(self, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise InvalidValueError("needs at least one entry")
-        for item in value:
-            if not self.pattern.fullmatch(item):
-                raise InvalidValueError(f"entry {item!r} is not {self.describe}")
-        if len(set(value)) != len(value):
-            raise InvalidValueError("lists an entry twice")
-        return value
-
 
 def consul_address(value: str) -> str:
+    """An http(s) URL of Consul's API, and nothing that could carry a secret or hide a host.
+
+    Neither check echoes the value: an address with ``user:password@`` holds a
+    password, and whitespace or control characters show as nothing in a log.
+    """
+    if any(char.isspace() or not char.isprintable() for char in value):
+        raise InvalidValueError("contains whitespace or a control character")
+    if "@" in value:
+        raise InvalidValueError(
+            "carries a user or password (user:password@...): Consul takes the ACL token, "
+            "which stays a secret; give the bare URL"
+        )
     parts = urlsplit(value)
     try:
         parts.port  # noqa: B018 - raises on a malformed port
@@ -212,7 +139,7 @@ def secret_text(value: Any) -> Any:
     if isinstance(value, pulumi.Output):
         return value
     if not isinstance(value, str) or not value.strip():
-        raise InvalidValueError("must be a non-empty string or a pulumi.Output")  # never echo it
+        raise InvalidValueError("must be a non-empty string")  # never echo it
     return value.strip()
 
 
@@ -306,33 +233,66 @@ class Replica:
     kms_key_arn: str | None = setting(
         None,
         doc="KMS key in the replica's region for the replicas",
-        check=Matching(KMS_KEY_ARN, "a KMS key ARN (arn:aws:kms:...:key/...)"),
+        check=KMS_KEY,
         default_doc="AES256",
     )
 
 
-class SelfChecking:
-    """Arguments that check themselves: ``ConfigError`` when made, ``problems`` without raising.
+def replica_problems(replica: Replica | None) -> list[Problem]:
+    """Rules between a replica's fields: one destination, an owner for a vault, a key in place."""
+    if replica is None:
+        return []
+    path = ("replica",)
+    if (replica.region is None) == (replica.bucket_arn is None):
+        return [
+            Problem(
+                "{0} needs one of {1} (a new bucket) and {2} (an existing one)",
+                (path, (*path, "region"), (*path, "bucket_arn")),
+            )
+        ]
+    if (replica.bucket_arn is None) != (replica.account_id is None):
+        return [
+            Problem(
+                "{0} and {1} go together: the vault account owns the replicas",
+                ((*path, "bucket_arn"), (*path, "account_id")),
+            )
+        ]
+    key_region = replica.kms_key_arn.split(":")[3] if replica.kms_key_arn else None
+    if replica.region and key_region and key_region != replica.region:
+        return [
+            Problem(
+                "{0} is in " + key_region + ", not in the replica's region " + replica.region,
+                ((*path, "kms_key_arn"),),
+            )
+        ]
+    return []
 
-    A subclass says how in ``checked``: its values normalized, and what is wrong.
-    """
+
+@dataclass(frozen=True)
+class SharedBucketArgs(SelfChecking):
+    """One bucket for every cluster of the stack, each confined to its own prefix."""
+
+    kms_key_arn: str | None = setting(
+        None, doc="KMS key for the shared bucket", check=KMS_KEY, default_doc="AES256"
+    )
+    prefix: str = setting(
+        DEFAULT_PREFIX,
+        doc="key prefix; each cluster writes under `<prefix><cluster>/` and nowhere else",
+        check=PREFIX,
+    )
+    object_lock: ObjectLock | None = setting(
+        None, doc="lock every snapshot version in the shared bucket", default_doc="none"
+    )
+    replica: Replica | None = setting(
+        None, doc="replicate the shared bucket to another region or account", default_doc="none"
+    )
 
     @classmethod
     def checked(cls, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
-        raise NotImplementedError
-
-    @classmethod
-    def problems(cls, values: Mapping[str, Any]) -> list[Problem]:
-        """What is wrong with these values; ``[]`` when nothing."""
-        return cls.checked(values)[1]
-
-    def __post_init__(self) -> None:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-        normalized, found = self.checked(values)
-        if found:
-            raise ConfigError.of(found)
-        for name, value in normalized.items():
-            object.__setattr__(self, name, value)
+        normalized, found = validate(cls, values)
+        if not found:
+            found = replica_problems(normalized["replica"])
+        return normalized, found
 
 
 @dataclass(frozen=True)
@@ -387,11 +347,25 @@ class ConsulSnapshotBackupArgs(SelfChecking):
         doc="the newest N snapshots never expire, however long backups fail",
         check=InRange(1, MAX_KEEP_LATEST),
     )
+    content_drop_percent: int = setting(
+        DEFAULT_CONTENT_DROP_PERCENT,
+        doc="a snapshot whose KV entries, service instances, nodes or ACL tokens fell by more "
+        f"than this percentage against the one before (from at least {CONTENT_DROP_MIN_COUNT}) "
+        "is flagged, and the last good one held",
+        check=InRange(1, 100),
+    )
     object_lock: ObjectLock | None = setting(
         None, doc="lock every snapshot version (S3 Object Lock)", default_doc="none"
     )
     replica: Replica | None = setting(
         None, doc="replicate every snapshot to another region or account", default_doc="none"
+    )
+    replica_provider: pulumi.ProviderResource | None = setting(
+        None,
+        doc="the AWS provider of the new replica bucket (`replica.region`)",
+        default_doc="the default provider's settings in `replica.region`",
+        in_config=False,
+        config_doc="the stack's `aws:*` settings",
     )
     cold_storage: ColdStorage | None = setting(
         None,
@@ -406,7 +380,7 @@ class ConsulSnapshotBackupArgs(SelfChecking):
     kms_key_arn: str | None = setting(
         None,
         doc="KMS key for the bucket, the token secret and the function's environment",
-        check=Matching(KMS_KEY_ARN, "a KMS key ARN (arn:aws:kms:...:key/...)"),
+        check=KMS_KEY,
         default_doc="AES256",
     )
     memory_size: int = setting(
@@ -448,7 +422,7 @@ class ConsulSnapshotBackupArgs(SelfChecking):
     key_prefix: str = setting(
         DEFAULT_PREFIX,
         doc="key prefix in the bucket; the cluster's snapshots go under `<prefix><cluster>/`",
-        check=Matching(KEY_PREFIX, "an S3 key prefix (no * or ?, which IAM reads as wildcards)"),
+        check=PREFIX,
         in_config=False,
         config_doc="`consul-backup:sharedBucket.prefix`",
     )
@@ -473,231 +447,98 @@ class ConsulSnapshotBackupArgs(SelfChecking):
         return default_alarm_window(self.schedule)
 
 
-@dataclass(frozen=True)
-class SharedBucketArgs(SelfChecking):
-    """One bucket for every cluster of the stack, each confined to its own prefix."""
-
-    kms_key_arn: str | None = setting(
-        None,
-        doc="KMS key for the shared bucket",
-        check=Matching(KMS_KEY_ARN, "a KMS key ARN (arn:aws:kms:...:key/...)"),
-        default_doc="AES256",
-    )
-    prefix: str = setting(
-        DEFAULT_PREFIX,
-        doc="key prefix; each cluster writes under `<prefix><cluster>/` and nowhere else",
-        check=Matching(KEY_PREFIX, "an S3 key prefix (no * or ?, which IAM reads as wildcards)"),
-    )
-    object_lock: ObjectLock | None = setting(
-        None, doc="lock every snapshot version in the shared bucket", default_doc="none"
-    )
-    replica: Replica | None = setting(
-        None, doc="replicate the shared bucket to another region or account", default_doc="none"
-    )
-
-    @classmethod
-    def checked(cls, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
-        normalized, found = validate(cls, values)
-        if not found:
-            found = _replica_checks(normalized["replica"])
-        return normalized, found
-
-
-# --- the engine ----------------------------------------------------------------
-
-
-@functools.cache
-def field_types(schema: type) -> dict[str, Any]:
-    """The schema's field types, resolved once."""
-    return typing.get_type_hints(schema)
-
-
-def validate(schema: type, values: Mapping[str, Any], at: Path = ()) -> tuple[dict, list]:
-    """Check ``values`` against ``schema``'s fields: (normalized values, problems)."""
-    hints = field_types(schema)
-    normalized: dict[str, Any] = {}
-    found: list[Problem] = []
-    for spec in fields(schema):
-        path = (*at, spec.name)
-        value = values.get(spec.name, MISSING)
-        if value is MISSING or (value is None and spec.default is MISSING):
-            if spec.default is MISSING:
-                found.append(problem(path, "is required"))
-            normalized[spec.name] = None if spec.default is MISSING else spec.default
-            continue
-        value, type_problems = _typed(value, hints[spec.name], path)
-        if type_problems:
-            found += type_problems
-            normalized[spec.name] = spec.default if spec.default is not MISSING else None
-            continue
-        check = spec.metadata.get("check")
-        if check is not None and value is not None:
-            try:
-                value = check(value)
-            except InvalidValueError as exc:
-                found.append(problem(path, str(exc)))
-                value = spec.default if spec.default is not MISSING else None
-        normalized[spec.name] = value
-    return normalized, found
-
-
-def _typed(value: Any, hint: Any, path: Path) -> tuple[Any, list[Problem]]:
-    """``value`` as the type ``hint`` names (integral floats become ints), or problems."""
-    options = typing.get_args(hint) if isinstance(hint, UnionType) else (hint,)
-    if value is None and NoneType in options:
-        return None, []
-    kinds = [option for option in options if option is not NoneType]
-    kind = kinds[0] if len(kinds) == 1 else None
-    if kind is str:
-        return (value, []) if isinstance(value, str) else _wrong(value, path, "a string")
-    if kind is bool:
-        if isinstance(value, bool):
-            return value, []
-        return None, [problem(path, f"must be true or false, not {_type_name(value)} {value!r}")]
-    if kind is int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)  # numbers from YAML and from Pulumi's engine may be floats
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value, []
-        return None, [problem(path, f"must be a whole number, not {_type_name(value)} {value!r}")]
-    if typing.get_origin(kind) is tuple:
-        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-            return tuple(value), []
-        if not isinstance(value, list | tuple):
-            return _wrong(value, path, "a list")
-        return None, [problem(path, "entries must be strings")]
-    if isinstance(kind, type) and is_dataclass(kind):
-        return _nested(value, kind, path)
-    return value, []  # Pulumi inputs and resources: Pulumi checks them
-
-
-def nested_schema(hint: Any) -> type | None:
-    """The dataclass a field's type names (``ColdStorage | None``), if it names one."""
-    options = typing.get_args(hint) if isinstance(hint, UnionType) else (hint,)
-    for option in options:
-        if option is not NoneType and isinstance(option, type) and is_dataclass(option):
-            return option
-    return None
-
-
-def _nested(value: Any, schema: type, path: Path) -> tuple[Any, list[Problem]]:
-    if isinstance(value, schema):
-        raw = {f.name: getattr(value, f.name) for f in fields(schema)}
-    elif isinstance(value, Mapping):
-        names = {f.name for f in fields(schema)}
-        unknown = [key for key in value if key not in names]
-        if unknown:
-            return None, [unknown_key((*path, str(key)), names) for key in unknown]
-        raw = dict(value)
-    else:
-        return _wrong(value, path, "an object")
-    normalized, found = validate(schema, raw, path)
-    return (None if found else schema(**normalized)), found
-
-
-def unknown_key(path: Path, known: set[str]) -> Problem:
-    """``unknown key 'x'``, with the closest known name when one is close."""
-    matches = difflib.get_close_matches(path[-1], sorted(known), n=1, cutoff=0.7)
-    if not matches:
-        return Problem("unknown key '{0}'", (path,))
-    return Problem("unknown key '{0}' (did you mean '{1}'?)", (path, (*path[:-1], matches[0])))
-
-
-def _wrong(value: Any, path: Path, wanted: str) -> tuple[None, list[Problem]]:
-    return None, [problem(path, f"must be {wanted}, not {_type_name(value)}")]
-
-
-def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
-        type(value), "a list" if isinstance(value, list | tuple) else "an object"
-    )
+# --- rules between settings: each names every field it involves ------------------
 
 
 def _cross_checks(values: Mapping[str, Any]) -> list[Problem]:
-    """Rules between settings: each names every field it involves."""
-    found: list[Problem] = []
+    return [
+        *_token_problems(values),
+        *_alarm_problems(values),
+        *_bucket_problems(values),
+        *_cold_storage_problems(values),
+        *_schedule_problems(values),
+    ]
+
+
+def _token_problems(values: Mapping[str, Any]) -> list[Problem]:
     if (values["token"] is None) == (values["token_secret_arn"] is None):
-        found.append(Problem("{0} and {1}: give exactly one", (("token",), ("token_secret_arn",))))
+        return [Problem("{0} and {1}: give exactly one", (("token",), ("token_secret_arn",)))]
+    return []
+
+
+def _alarm_problems(values: Mapping[str, Any]) -> list[Problem]:
     if values["alarm_email"] and values["alarm_topic_arn"]:
-        found.append(
+        return [
             Problem(
                 "{0} and {1} are exclusive: give one of them",
                 (("alarm_email",), ("alarm_topic_arn",)),
             )
-        )
+        ]
+    return []
+
+
+def _bucket_problems(values: Mapping[str, Any]) -> list[Problem]:
+    """The shared bucket owns its key, lock and replica; a replica provider needs a replica."""
+    found: list[Problem] = []
     if values["shared_bucket"] is not None:
-        for name in ("kms_key_arn", "object_lock", "replica"):
-            if values[name]:
-                found.append(
-                    problem((name,), "is the shared bucket's: give it to the shared bucket")
-                )
-    found += _replica_checks(values["replica"])
+        found += [
+            Problem("{0} is the shared bucket's here: set {1}", ((name,), ("shared_bucket", name)))
+            for name in (*SHARED_BUCKET_SETTINGS, "replica_provider")
+            if values[name]
+        ]
+    replica: Replica | None = values["replica"]
+    if values["replica_provider"] is not None and (replica is None or replica.region is None):
+        found.append(
+            Problem(
+                "{0} is the provider of a new replica bucket: give {1} too",
+                (("replica_provider",), ("replica", "region")),
+            )
+        )
+    return found + replica_problems(replica)
+
+
+def _cold_storage_problems(values: Mapping[str, Any]) -> list[Problem]:
     cold: ColdStorage | None = values["cold_storage"]
-    if cold is not None:
-        minimum = COLD_STORAGE_MIN_DAYS[cold.storage_class]
-        after = ("cold_storage", "after_days")
-        if cold.after_days < minimum:
-            found.append(
-                problem(
-                    after,
-                    f"{cold.after_days} is below S3's {minimum} days for {cold.storage_class}",
-                )
+    if cold is None:
+        return []
+    minimum = COLD_STORAGE_MIN_DAYS[cold.storage_class]
+    after = ("cold_storage", "after_days")
+    if cold.after_days < minimum:
+        return [
+            problem(
+                after, f"{cold.after_days} is below S3's {minimum} days for {cold.storage_class}"
             )
-        elif cold.after_days >= values["retention_days"]:
-            found.append(
-                Problem(
-                    "{0} "
-                    + f"{cold.after_days} must be less than "
-                    + "{1} "
-                    + f"({values['retention_days']}), or snapshots expire before they move",
-                    (after, ("retention_days",)),
-                )
+        ]
+    if cold.after_days >= values["retention_days"]:
+        return [
+            Problem(
+                "{0} "
+                + f"{cold.after_days} must be less than "
+                + "{1} "
+                + f"({values['retention_days']}), or snapshots expire before they move",
+                (after, ("retention_days",)),
             )
+        ]
+    return []
+
+
+def _schedule_problems(values: Mapping[str, Any]) -> list[Problem]:
     window = values["missed_backup_window_minutes"]
     interval = interval_or_none(values["schedule"])
     if interval is not None and interval > MAX_ALARM_WINDOW_MINUTES:
-        found.append(
+        return [
             problem(
                 ("schedule",),
                 f"runs every {interval} minutes: the missed-backup alarm watches at most "
                 f"{MAX_ALARM_WINDOW_MINUTES} minutes (7 days), so back up at least weekly",
             )
-        )
-    elif window is not None and interval is not None and window < interval:
-        found.append(
+        ]
+    if window is not None and interval is not None and window < interval:
+        return [
             problem(
                 ("missed_backup_window_minutes",),
                 f"{window} is shorter than the schedule's interval ({interval} minutes): "
                 "the alarm would fire between two healthy runs",
-            )
-        )
-    return found
-
-
-def _replica_checks(replica: Replica | None) -> list[Problem]:
-    if replica is None:
-        return []
-    path = ("replica",)
-    if (replica.region is None) == (replica.bucket_arn is None):
-        return [
-            Problem(
-                "{0} needs one of {1} (a new bucket) and {2} (an existing one)",
-                (path, (*path, "region"), (*path, "bucket_arn")),
-            )
-        ]
-    if (replica.bucket_arn is None) != (replica.account_id is None):
-        return [
-            Problem(
-                "{0} and {1} go together: the vault account owns the replicas",
-                ((*path, "bucket_arn"), (*path, "account_id")),
-            )
-        ]
-    key_region = replica.kms_key_arn.split(":")[3] if replica.kms_key_arn else None
-    if replica.region and key_region and key_region != replica.region:
-        return [
-            Problem(
-                "{0} is in " + key_region + ", not in the replica's region " + replica.region,
-                ((*path, "kms_key_arn"),),
             )
         ]
     return []

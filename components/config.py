@@ -1,12 +1,15 @@
 """Stack configuration: a thin mapping of ``consul-backup:*`` onto the component's arguments.
 
 Each cluster entry's camelCase keys map onto ``ConsulSnapshotBackupArgs``
-(``retentionDays`` is ``retention_days``); the arguments check their own values.
-Here only what is the stack's: the list itself, names and their uniqueness,
-which token goes with which cluster, and the shared bucket. Every mistake is
-reported at once when the program starts, with the cluster (its name, or its
-index when it has none) and the field, e.g. ``clusters[1] (beta): schedule
-"every day": ...``, so that ``pulumi preview`` shows everything to fix.
+(``retentionDays`` is ``retention_days``), the cluster's token from
+``tokens.<name>`` onto ``token``, the shared bucket onto ``shared_bucket`` and
+``key_prefix``; the arguments judge every value and every rule between values
+(``args``). Here only what is the stack's: the list itself, names and their
+uniqueness, which token goes with which cluster, and that tokens were set with
+``--secret``. Every mistake is reported at once when the program starts, with
+the cluster (its name, or its index when it has none) and the field, e.g.
+``clusters[1] (beta): schedule "every day": ...``, so that ``pulumi preview``
+shows everything to fix.
 """
 
 from __future__ import annotations
@@ -15,21 +18,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from snapshot_backup.keys import CLUSTER_NAME, CLUSTER_NAME_RULE
+from snapshot_backup.keys import ClusterNameError, check_cluster_name
 
-from .args import (
+from .args import ConsulSnapshotBackupArgs, SharedBucketArgs
+from .validation import (
     ConfigError,
-    ConsulSnapshotBackupArgs,
-    SharedBucketArgs,
+    Path,
+    Spelling,
     camel_case,
     camel_spelling,
     field_types,
     nested_schema,
+    type_name,
     unknown_key,
 )
 
 PROJECT = "consul-backup"
-TOKEN_RULE = {("token",), ("token_secret_arn",)}
+TOKENS = "tokens"
+
+__all__ = ["PROJECT", "ClusterConfig", "ConfigError", "StackSettings", "parse_stack"]
 
 
 @dataclass(frozen=True)
@@ -46,13 +53,24 @@ class StackSettings:
     shared_bucket: SharedBucketArgs | None = None
 
 
-def parse_stack(clusters: Any, tokens: Any = None, shared_bucket: Any = None) -> StackSettings:
-    """Validate the whole stack config; raises ``ConfigError`` listing every problem."""
+def secret_command(cluster: str) -> str:
+    """How to put a cluster's token into stack config, encrypted."""
+    return f"`pulumi config set --secret --path '{TOKENS}.{cluster}' <token>`"
+
+
+def parse_stack(
+    clusters: Any, tokens: Any = None, shared_bucket: Any = None, tokens_secret: bool = True
+) -> StackSettings:
+    """Validate the whole stack config; raises ``ConfigError`` listing every problem.
+
+    ``tokens_secret`` says whether ``consul-backup:tokens`` was set with
+    ``--secret``: a token in plain text in the stack file is refused.
+    """
     if not isinstance(clusters, list) or not clusters:
         raise ConfigError(["clusters: needs a list with at least one cluster"])
     problems: list[str] = []
     shared = _shared_bucket(shared_bucket, problems)
-    token_map = _tokens(tokens, problems)
+    token_map = _tokens(tokens, tokens_secret, problems)
     names: dict[str, int] = {}
     parsed: list[ClusterConfig] = []
     for index, raw in enumerate(clusters):
@@ -61,7 +79,7 @@ def parse_stack(clusters: Any, tokens: Any = None, shared_bucket: Any = None) ->
             parsed.append(entry)
     for token_name in sorted(token_map):
         if token_name not in names:
-            problems.append(f"tokens.{token_name}: there is no cluster named {token_name!r}")
+            problems.append(f"{TOKENS}.{token_name}: there is no cluster named {token_name!r}")
     if problems:
         raise ConfigError(problems)
     return StackSettings(clusters=tuple(parsed), shared_bucket=shared)
@@ -76,13 +94,13 @@ def _cluster(
     raw: Any,
     index: int,
     names: dict[str, int],
-    tokens: Mapping[str, str],
+    tokens: Mapping[str, Any],
     shared: SharedBucketArgs | None,
     problems: list[str],
 ) -> ClusterConfig | None:
     label = _label(raw, index)
     if not isinstance(raw, Mapping):
-        problems.append(f"{label}: must be an object, not {_type_name(raw)}")
+        problems.append(f"{label}: must be an object, not {type_name(raw)}")
         return None
     before = len(problems)
     name = _name(raw.get("name"), label, problems)
@@ -91,43 +109,40 @@ def _cluster(
             problems.append(f"{label}: name is already used by clusters[{names[name]}]")
         names.setdefault(name, index)
     values = _arguments(raw, ConsulSnapshotBackupArgs, (), label, problems)
-    has_arn = "tokenSecretArn" in raw
-    has_token = name is not None and name in tokens
-    if has_arn and has_token:
-        problems.append(
-            f"{label}: token is given twice: tokenSecretArn and tokens.{name}; keep one"
-        )
-    elif not has_arn and not has_token:
-        problems.append(
-            f"{label}: token is missing: set tokenSecretArn, or "
-            f"`pulumi config set --secret --path 'tokens.{name or '<name>'}' <token>`"
-        )
-    for key in ("kmsKeyArn", "objectLock", "replica"):
-        if shared is not None and key in raw:
-            problems.append(f"{label}: {key} is the shared bucket's here: set sharedBucket.{key}")
-    if name is not None and has_token and not has_arn:
+    if name is not None and name in tokens:
         values["token"] = tokens[name]
-    for found in ConsulSnapshotBackupArgs.problems(values):
-        if set(found.paths) != TOKEN_RULE:  # which token goes where is the stack's to say
-            problems.append(found.render(camel_spelling, label))
+    if shared is not None:
+        values["key_prefix"] = shared.prefix
+    # The shared bucket is made once the stack is read: its settings stand in for
+    # it here, so that the arguments judge what a shared bucket excludes.
+    judged = values if shared is None else {**values, "shared_bucket": shared}
+    spell = _spelling(name)
+    problems += [p.render(spell, label) for p in ConsulSnapshotBackupArgs.problems(judged)]
     if len(problems) > before or name is None:
         return None
     return ClusterConfig(name, ConsulSnapshotBackupArgs(**values))
+
+
+def _spelling(cluster: str | None) -> Spelling:
+    """Stack config's names of fields; the token is ``tokens.<cluster>``."""
+
+    def spell(path: Path) -> str:
+        if path == ("token",):
+            return f"{TOKENS}.{cluster or '<name>'}"
+        return camel_spelling(path)
+
+    return spell
 
 
 def _name(value: Any, label: str, problems: list[str]) -> str | None:
     if value is None:
         problems.append(f"{label}: name is required")
         return None
-    if not isinstance(value, str):
-        problems.append(f"{label}: name must be a string, not {_type_name(value)}")
+    try:
+        return check_cluster_name(value)
+    except ClusterNameError as exc:
+        problems.append(f"{label}: name {exc}")
         return None
-    if not CLUSTER_NAME.fullmatch(value):
-        problems.append(
-            f"{label}: name {value!r} is not a valid cluster name ({CLUSTER_NAME_RULE})"
-        )
-        return None
-    return value
 
 
 def _arguments(
@@ -157,7 +172,7 @@ def _shared_bucket(raw: Any, problems: list[str]) -> SharedBucketArgs | None:
         return None
     label = "sharedBucket"
     if not isinstance(raw, Mapping):
-        problems.append(f"{label}: must be an object, not {_type_name(raw)}")
+        problems.append(f"{label}: must be an object, not {type_name(raw)}")
         return None
     before = len(problems)
     values = _arguments(raw, SharedBucketArgs, (), label, problems)
@@ -165,23 +180,18 @@ def _shared_bucket(raw: Any, problems: list[str]) -> SharedBucketArgs | None:
     return SharedBucketArgs(**values) if len(problems) == before else None
 
 
-def _tokens(tokens: Any, problems: list[str]) -> dict[str, str]:
+def _tokens(tokens: Any, secret: bool, problems: list[str]) -> dict[str, Any]:
+    """Cluster name -> token, as given (the arguments judge each); refused unless secret."""
     if tokens is None:
         return {}
     if not isinstance(tokens, Mapping):
-        problems.append("tokens: must be an object of cluster name to token")
+        problems.append(f"{TOKENS}: must be an object of cluster name to token")
         return {}
-    good: dict[str, str] = {}
-    for name, token in tokens.items():
-        if not isinstance(token, str) or not token.strip():
-            # Never echo the value: it is a secret.
-            problems.append(f"tokens.{name}: must be a non-empty string")
-        else:
-            good[str(name)] = token.strip()
-    return good
-
-
-def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
-        type(value), "a list" if isinstance(value, list) else "an object"
-    )
+    if not secret:
+        # Never echo a value: it is a secret, even when stored as none.
+        problems += [
+            f"{TOKENS}.{name}: is stored in plain text in the stack's config (not set with "
+            f"--secret): set it again with {secret_command(str(name))}"
+            for name in tokens
+        ]
+    return {str(name): token for name, token in tokens.items()}

@@ -1,23 +1,34 @@
 """ConsulSnapshotBackup: everything one Consul cluster needs for verified backups.
 
 Per cluster: the snapshot bucket (unless a shared one is passed in), the token
-secret when the token is given, a least-privilege role, the log group, the
-function, its EventBridge schedule, and the alarms. Every child is parented to
+secret when the token is given, the alarm topic, the backup function and the
+daily re-verification (each a ``ScheduledFunction``: role, log, function,
+schedule, alarms), and the cluster's own alarms. Every child is parented to
 the component and named from its name, and no resource is created inside an
-``apply``: ``pulumi preview`` shows exactly what ``up`` will create.
+``apply``: ``pulumi preview`` shows exactly what ``up`` will create. The
+component's outputs are ``ClusterOutputs``' fields, registered and exported
+under the same keys that ``consul-backup status`` reads.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from snapshot_backup.environment import EnvVar
-from snapshot_backup.keys import CLUSTER_NAME, CLUSTER_NAME_RULE, cluster_prefix
+from snapshot_backup.keys import (
+    ClusterNameError,
+    check_cluster_name,
+    cluster_prefix,
+    normalize_prefix,
+)
 from snapshot_backup.telemetry import (
     CLUSTER_DIMENSION,
+    CONTENT_DROP_METRIC,
     NAMESPACE,
     RETIRE_FAILURE_METRIC,
     SUCCESS_METRIC,
@@ -25,35 +36,28 @@ from snapshot_backup.telemetry import (
     VERIFY_SUCCESS_METRIC,
 )
 
-from .args import ConfigError, ConsulSnapshotBackupArgs
-from .function_code import (
-    CA_BUNDLE_FILE,
-    HANDLER,
-    RUNTIME,
-    TASK_ROOT,
-    VERIFY_HANDLER,
-    function_archive,
+from .alarms import Metric, failure_alarm, replication_alarms
+from .args import ConsulSnapshotBackupArgs
+from .function_code import CA_BUNDLE_FILE, HANDLER, TASK_ROOT, VERIFY_HANDLER, function_archive
+from .outputs import ClusterOutputs
+from .policies import VpcAccess, backup_function_policy, verify_function_policy
+from .scheduled_function import (
+    FailureAlarm,
+    MissedRunAlarm,
+    RolePolicy,
+    ScheduledFunction,
+    ScheduledFunctionArgs,
 )
-from .policies import (
-    VpcAccess,
-    assume_role_policy,
-    backup_function_policy,
-    verify_function_policy,
-)
-from .snapshot_bucket import (
-    REPLICATION_MINUTES,
-    REPLICATION_RULE_ID,
-    RetentionRule,
-    SnapshotBucket,
-)
+from .snapshot_bucket import REPLICATION_RULE_ID, RetentionRule, SnapshotBucket
+from .validation import ConfigError
 
-ALARM_PERIOD_CAP_SECONDS = 86400
-# Lambda's limit for all environment variables of a function together, and room
-# for the values only known after `pulumi up` (a bucket name, a secret's ARN).
-LAMBDA_ENVIRONMENT_BYTES = 4096
-UNKNOWN_VALUE_BYTES = 256
-
-__all__ = ["ConsulSnapshotBackup", "ConsulSnapshotBackupArgs", "alarm_period", "retention_rule"]
+__all__ = [
+    "AlarmTopic",
+    "ConsulSnapshotBackup",
+    "ConsulSnapshotBackupArgs",
+    "TokenSecret",
+    "retention_rule",
+]
 
 
 def retention_rule(args: ConsulSnapshotBackupArgs, prefix: str) -> RetentionRule:
@@ -68,39 +72,38 @@ def retention_rule(args: ConsulSnapshotBackupArgs, prefix: str) -> RetentionRule
     )
 
 
-def _check_environment_size(cluster: str, environment: dict[str, pulumi.Input[str]]) -> None:
-    """Refuse at preview an environment Lambda would refuse at `pulumi up`."""
-    size = sum(
-        len(name) + (len(value.encode()) if isinstance(value, str) else UNKNOWN_VALUE_BYTES)
-        for name, value in environment.items()
-    )
-    if size > LAMBDA_ENVIRONMENT_BYTES:
-        raise ConfigError(
-            [
-                f"{cluster}: the function's environment would take about {size} bytes; "
-                f"Lambda allows {LAMBDA_ENVIRONMENT_BYTES} (shorten consulAddress or datacenter)"
-            ]
-        )
+@dataclass(frozen=True)
+class TokenSecret:
+    """Where the function reads the token: a secret made here (with its value), or a given ARN."""
+
+    arn: pulumi.Input[str]
+    secret: aws.secretsmanager.Secret | None = None
+    version: aws.secretsmanager.SecretVersion | None = None
 
 
-def alarm_period(window_minutes: int) -> tuple[int, int]:
-    """(period seconds, evaluation periods) covering the window; periods cap at a day."""
-    window = window_minutes * 60
-    if window <= ALARM_PERIOD_CAP_SECONDS:
-        return window, 1
-    periods = -(-window // ALARM_PERIOD_CAP_SECONDS)
-    return ALARM_PERIOD_CAP_SECONDS, periods
+@dataclass(frozen=True)
+class AlarmTopic:
+    """Where the cluster's alarms go: a topic made here or a given one, and its subscription."""
+
+    arn: pulumi.Output[str]
+    topic: aws.sns.Topic | None = None
+    subscription: aws.sns.TopicSubscription | None = None
 
 
 class ConsulSnapshotBackup(pulumi.ComponentResource):
     """Scheduled, verified backups of the Consul cluster named ``name``."""
 
     bucket: SnapshotBucket
-    key_prefix: str
-    bucket_name: pulumi.Output[str]
-    function_name: pulumi.Output[str]
-    rule_name: pulumi.Output[str]
-    alarm_topic_arn: pulumi.Output[str]
+    token_secret: TokenSecret
+    alarm_topic: AlarmTopic
+    backup: ScheduledFunction
+    verification: ScheduledFunction
+    cluster_alarms: list[aws.cloudwatch.MetricAlarm]
+    replication_alarms: list[aws.cloudwatch.MetricAlarm]
+    prefix: str  # the key prefix, normalized: "consul-snapshots/"
+    key_prefix: str  # the cluster's own: "consul-snapshots/<name>/"
+    # What the component registers and the program exports: ClusterOutputs' keys.
+    outputs: dict[str, pulumi.Input[Any]]
 
     def __init__(
         self,
@@ -108,114 +111,208 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
         args: ConsulSnapshotBackupArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        if not CLUSTER_NAME.fullmatch(name):
-            raise ConfigError([f"name {name!r} is not a valid cluster name ({CLUSTER_NAME_RULE})"])
+        try:
+            check_cluster_name(name)
+        except ClusterNameError as exc:
+            raise ConfigError([f"name {exc}"]) from exc
         super().__init__("consul-backup:index:ConsulSnapshotBackup", name, None, opts)
         self._name = name
         self._args = args
         self._child = pulumi.ResourceOptions(parent=self)
+        self.prefix = normalize_prefix(args.key_prefix)
         self.key_prefix = cluster_prefix(args.key_prefix, name)
 
         self.bucket = self._create_bucket()
-        self.kms_key_arn = self.bucket.kms_key_arn or args.kms_key_arn
-        self.secret_arn = self._create_token_secret()
-        self.log_group = self._create_log_group()
-        self.role, self.role_policy = self._create_role()
-        self.function = self._create_function()
-        self.rule = self._create_schedule()
-        self.alarm_topic_arn = self._create_alarm_topic()
-        self.errors_alarm, self.missed_backup_alarm = self._create_alarms()
-        self.replication_alarms = self._create_replication_alarms()
-        self.verify_function, self.verify_rule = self._create_verification()
-        self.verify_alarms = self._create_verification_alarms()
+        self.token_secret = self._create_token_secret(self.bucket)
+        self.alarm_topic = self._create_alarm_topic()
+        self.backup = self._create_backup_function(self.bucket, self.token_secret, self.alarm_topic)
+        self.verification = self._create_verification(self.bucket, self.alarm_topic)
+        self.cluster_alarms = self._create_cluster_alarms(self.alarm_topic)
+        self.replication_alarms = self._create_replication_alarms(self.bucket, self.alarm_topic)
 
-        self.bucket_name = self.bucket.name
-        self.function_name = self.function.name
-        self.rule_name = self.rule.name
-        replica = self.bucket.replica
-        self.replica_bucket_arn = pulumi.Output.from_input(replica.bucket_arn if replica else "")
-        self.replica_region = pulumi.Output.from_input(replica.region if replica else "")
-        # What `consul-backup status` needs to judge the cluster from the stack outputs.
-        self.backup_window_minutes = args.alarm_window_minutes
-        alarms = [
-            self.errors_alarm,
-            self.missed_backup_alarm,
-            self.retire_alarm,
-            *self.replication_alarms,
-            *self.verify_alarms,
-        ]
-        self.alarm_names = pulumi.Output.all(*(alarm.name for alarm in alarms))
-        self.register_outputs(
-            {
-                "bucket": self.bucket_name,
-                "keyPrefix": self.key_prefix,
-                "functionName": self.function_name,
-                "ruleName": self.rule_name,
-                "alarmTopicArn": self.alarm_topic_arn,
-                "replicaBucketArn": self.replica_bucket_arn,
-                "replicaRegion": self.replica_region,
-                "backupWindowMinutes": self.backup_window_minutes,
-                "alarmNames": self.alarm_names,
-            }
-        )
+        self.outputs = self._stack_outputs()
+        self.register_outputs(self.outputs)
 
     # --- steps ----------------------------------------------------------------
 
     def _create_bucket(self) -> SnapshotBucket:
-        if self._args.shared_bucket is not None:
-            return self._args.shared_bucket
+        args = self._args
+        if args.shared_bucket is not None:
+            return args.shared_bucket
         return SnapshotBucket(
             f"{self._name}-snapshots",
-            retention=[retention_rule(self._args, self.key_prefix)],
-            kms_key_arn=self._args.kms_key_arn,
-            object_lock=self._args.object_lock,
-            replica=self._args.replica,
+            retention=[retention_rule(args, self.key_prefix)],
+            kms_key_arn=args.kms_key_arn,
+            object_lock=args.object_lock,
+            replica=args.replica,
+            replica_provider=args.replica_provider,
             opts=self._child,
         )
 
-    def _create_token_secret(self) -> pulumi.Input[str]:
-        """The ARN of the secret the function reads the token from."""
-        if self._args.token is None:
-            assert self._args.token_secret_arn is not None  # the arguments demand one
-            self.secret: aws.secretsmanager.Secret | None = None
-            return self._args.token_secret_arn
-        self.secret = aws.secretsmanager.Secret(
+    def _create_token_secret(self, bucket: SnapshotBucket) -> TokenSecret:
+        args = self._args
+        if args.token is None:
+            assert args.token_secret_arn is not None  # the arguments demand one
+            return TokenSecret(args.token_secret_arn)
+        secret = aws.secretsmanager.Secret(
             f"{self._name}-consul-token",
             description=f"Consul ACL token used by consul-backup for cluster {self._name}",
-            kms_key_id=self.kms_key_arn,
+            # The bucket's key: a cluster's own, or the shared bucket's.
+            kms_key_id=bucket.kms_key_arn,
             opts=self._child,
         )
-        self.secret_version = aws.secretsmanager.SecretVersion(
+        version = aws.secretsmanager.SecretVersion(
             f"{self._name}-consul-token-version",
-            secret_id=self.secret.id,
-            secret_string=pulumi.Output.secret(self._args.token),
+            secret_id=secret.id,
+            secret_string=pulumi.Output.secret(args.token),
             opts=self._child,
         )
-        return self.secret.arn
+        return TokenSecret(secret.arn, secret, version)
 
-    def _create_log_group(self) -> aws.cloudwatch.LogGroup:
-        return aws.cloudwatch.LogGroup(
-            f"{self._name}-logs",
-            retention_in_days=self._args.log_retention_days,
+    def _create_alarm_topic(self) -> AlarmTopic:
+        args = self._args
+        topic = None
+        if args.alarm_topic_arn:
+            topic_arn: pulumi.Input[str] = args.alarm_topic_arn
+        else:
+            # Not encrypted with alias/aws/sns: CloudWatch cannot publish to a
+            # topic under an AWS-managed key, and alarms carry no secrets.
+            topic = aws.sns.Topic(f"{self._name}-alarms", opts=self._child)
+            topic_arn = topic.arn
+        subscription = None
+        if args.alarm_email:
+            subscription = aws.sns.TopicSubscription(
+                f"{self._name}-alarm-email",
+                topic=topic_arn,
+                protocol="email",
+                endpoint=args.alarm_email,
+                opts=self._child,
+            )
+        return AlarmTopic(pulumi.Output.from_input(topic_arn), topic, subscription)
+
+    def _create_backup_function(
+        self, bucket: SnapshotBucket, token: TokenSecret, topic: AlarmTopic
+    ) -> ScheduledFunction:
+        name, args = self._name, self._args
+        return ScheduledFunction(
+            name,
+            ScheduledFunctionArgs(
+                description=f"Streams verified Consul snapshots of {name} into S3",
+                role_description=f"consul-backup function for Consul cluster {name}",
+                schedule_description=f"consul-backup schedule for {name}",
+                handler=HANDLER,
+                code=function_archive(ca_bundle=args.ca_certificate),
+                role_policy=self._backup_policy(bucket, token),
+                environment=self._backup_environment(bucket, token),
+                schedule=args.schedule,
+                memory_size=args.memory_size,
+                timeout=args.timeout,
+                log_retention_days=args.log_retention_days,
+                alarm_topic_arn=topic.arn,
+                failure_alarm=FailureAlarm("errors", self._describe("the backup function failed")),
+                missed_run_alarm=MissedRunAlarm(
+                    "missed-backup",
+                    self._describe("no successful backup"),
+                    self._cluster_metric(SUCCESS_METRIC),
+                    args.alarm_window_minutes,
+                ),
+                kms_key_arn=bucket.kms_key_arn,
+                vpc=args.vpc,
+            ),
             opts=self._child,
+            moved_from=self,
         )
 
-    def _create_role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
-        role = aws.iam.Role(
-            f"{self._name}-role",
-            description=f"consul-backup function for Consul cluster {self._name}",
-            assume_role_policy=json.dumps(assume_role_policy("lambda")),
+    def _create_verification(self, bucket: SnapshotBucket, topic: AlarmTopic) -> ScheduledFunction:
+        """The daily re-verification: list and read only, of the bucket and the replica."""
+        name, args = self._name, self._args
+        return ScheduledFunction(
+            f"{name}-verify",
+            ScheduledFunctionArgs(
+                description=f"Re-reads and verifies the newest snapshot of {name}",
+                role_description=f"consul-backup re-verification for Consul cluster {name}",
+                schedule_description=f"consul-backup re-verification schedule for {name}",
+                handler=VERIFY_HANDLER,
+                code=function_archive(),
+                role_policy=self._verify_policy(bucket),
+                environment=self._verify_environment(bucket),
+                schedule=args.verify_schedule,
+                memory_size=args.memory_size,
+                timeout=args.timeout,
+                log_retention_days=args.log_retention_days,
+                alarm_topic_arn=topic.arn,
+                failure_alarm=FailureAlarm(
+                    "failed",
+                    self._describe("a stored snapshot failed verification"),
+                    self._cluster_metric(VERIFY_FAILURE_METRIC),
+                ),
+                missed_run_alarm=MissedRunAlarm(
+                    "missed",
+                    self._describe("no verification succeeded"),
+                    self._cluster_metric(VERIFY_SUCCESS_METRIC),
+                    args.verify_window_minutes,
+                ),
+                kms_key_arn=bucket.kms_key_arn,
+                function_suffix=None,
+            ),
             opts=self._child,
+            moved_from=self,
         )
-        vpc = self._args.vpc
-        kms_key_arns = [self.kms_key_arn] if self.kms_key_arn else []
-        prefix = self.key_prefix
-        policy = aws.iam.RolePolicy(
-            f"{self._name}-policy",
-            role=role.id,
-            policy=pulumi.Output.all(
-                self.bucket.arn, self.secret_arn, self.log_group.arn, self._ec2_arn_base()
-            ).apply(
+
+    def _create_cluster_alarms(self, topic: AlarmTopic) -> list[aws.cloudwatch.MetricAlarm]:
+        """What the backup function reports beyond its own failure, one alarm each."""
+        watched = [
+            (
+                "retire-failed",
+                "snapshots beyond keepLatest could not be retired (expiry falls behind)",
+                RETIRE_FAILURE_METRIC,
+            ),
+            (
+                "content-drop",
+                "a snapshot holds far less than the one before it (the one before is held)",
+                CONTENT_DROP_METRIC,
+            ),
+        ]
+        return [
+            failure_alarm(
+                f"{self._name}-{suffix}",
+                self._describe(what),
+                self._cluster_metric(metric),
+                topic.arn,
+                self._child,
+            )
+            for suffix, what, metric in watched
+        ]
+
+    def _create_replication_alarms(
+        self, bucket: SnapshotBucket, topic: AlarmTopic
+    ) -> list[aws.cloudwatch.MetricAlarm]:
+        """Replication late (over 15 minutes) or failing, to the cluster's alarm topic."""
+        if bucket.replica is None:
+            return []
+        dimensions: dict[str, pulumi.Input[str]] = {
+            "SourceBucket": bucket.name,
+            "DestinationBucket": bucket.replica.bucket_name,
+            "RuleId": REPLICATION_RULE_ID,
+        }
+        return replication_alarms(self._name, dimensions, topic.arn, self._child)
+
+    # --- what the steps are made of ---------------------------------------------
+
+    def _describe(self, what: str) -> str:
+        return f"consul-backup for {self._name}: {what}"
+
+    def _cluster_metric(self, name: str) -> Metric:
+        return Metric(NAMESPACE, name, {CLUSTER_DIMENSION: self._name})
+
+    def _backup_policy(self, bucket: SnapshotBucket, token: TokenSecret) -> RolePolicy:
+        """The backup role's policy (``policies.backup_function_policy``), given its log group."""
+        vpc, prefix = self._args.vpc, self.key_prefix
+        kms_key_arns = [bucket.kms_key_arn] if bucket.kms_key_arn else []
+        ec2_arn_base = self._ec2_arn_base()
+
+        def policy(log_group_arn: pulumi.Output[str]) -> pulumi.Output[str]:
+            return pulumi.Output.all(bucket.arn, token.arn, log_group_arn, ec2_arn_base).apply(
                 lambda values: json.dumps(
                     backup_function_policy(
                         bucket_arn=values[0],
@@ -229,10 +326,29 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
                     ),
                     sort_keys=True,
                 )
-            ),
-            opts=self._child,
-        )
-        return role, policy
+            )
+
+        return policy
+
+    def _verify_policy(self, bucket: SnapshotBucket) -> RolePolicy:
+        """The re-verification role's policy: list and read the cluster's prefix, both places."""
+        prefix, replica = self.key_prefix, bucket.replica
+        buckets = [bucket.arn, *([replica.bucket_arn] if replica is not None else [])]
+        keys = [k for k in (bucket.kms_key_arn, replica.kms_key_arn if replica else None) if k]
+
+        def policy(log_group_arn: pulumi.Output[str]) -> pulumi.Output[str]:
+            return pulumi.Output.all(log_group_arn, *buckets).apply(
+                lambda values: json.dumps(
+                    verify_function_policy(
+                        readable=[(arn, prefix) for arn in values[1:]],
+                        log_group_arn=values[0],
+                        kms_key_arns=keys,
+                    ),
+                    sort_keys=True,
+                )
+            )
+
+        return policy
 
     def _ec2_arn_base(self) -> pulumi.Output[str] | None:
         """``arn:<partition>:ec2:<region>:<account>``, for the VPC rights; None without a VPC."""
@@ -247,297 +363,130 @@ class ConsulSnapshotBackup(pulumi.ComponentResource):
             aws.get_caller_identity_output(opts=invoke).account_id,
         )
 
-    def _environment(self) -> dict[str, pulumi.Input[str]]:
-        """The function's environment contract (``snapshot_backup.environment``)."""
+    def _backup_environment(
+        self, bucket: SnapshotBucket, token: TokenSecret
+    ) -> dict[str, pulumi.Input[str]]:
+        """The backup function's environment contract (``snapshot_backup.environment``)."""
         args = self._args
         environment: dict[str, pulumi.Input[str]] = {
             EnvVar.CONSUL_HTTP_ADDR: args.consul_address,
-            EnvVar.CONSUL_TOKEN_SECRET_ARN: self.secret_arn,
-            EnvVar.BACKUP_BUCKET: self.bucket.name,
+            EnvVar.CONSUL_TOKEN_SECRET_ARN: token.arn,
+            EnvVar.BACKUP_BUCKET: bucket.name,
             EnvVar.BACKUP_PREFIX: args.key_prefix,
             EnvVar.CLUSTER_NAME: self._name,
             EnvVar.CONSUL_STALE: "true" if args.stale else "false",
             EnvVar.KEEP_LATEST: str(args.keep_latest),
+            EnvVar.CONTENT_DROP_PERCENT: str(args.content_drop_percent),
         }
         if args.datacenter:
             environment[EnvVar.CONSUL_DATACENTER] = args.datacenter
         if args.ca_certificate:
             # In the code archive: the environment's 4 KB would not hold a chain.
             environment[EnvVar.CONSUL_CACERT] = f"{TASK_ROOT}/{CA_BUNDLE_FILE}"
-        _check_environment_size(self._name, environment)
         return environment
 
-    def _create_function(self) -> aws.lambda_.Function:
-        args = self._args
-        return aws.lambda_.Function(
-            f"{self._name}-function",
-            description=f"Streams verified Consul snapshots of {self._name} into S3",
-            runtime=RUNTIME,
-            architectures=["arm64"],
-            handler=HANDLER,
-            code=function_archive(ca_bundle=args.ca_certificate),
-            role=self.role.arn,
-            memory_size=args.memory_size,
-            timeout=args.timeout,
-            environment={"variables": self._environment()},
-            logging_config={"log_format": "Text", "log_group": self.log_group.name},
-            vpc_config={
-                "subnet_ids": list(args.vpc.subnet_ids),
-                "security_group_ids": list(args.vpc.security_group_ids),
-            }
-            if args.vpc is not None
-            else None,
-            kms_key_arn=self.kms_key_arn,
-            # The role must carry its policy before the first scheduled run.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
-        )
-
-    def _create_schedule(self) -> aws.cloudwatch.EventRule:
-        rule = aws.cloudwatch.EventRule(
-            f"{self._name}-schedule",
-            description=f"consul-backup schedule for {self._name}",
-            schedule_expression=self._args.schedule,
-            opts=self._child,
-        )
-        self.permission = aws.lambda_.Permission(
-            f"{self._name}-invoke",
-            action="lambda:InvokeFunction",
-            function=self.function.name,
-            principal="events.amazonaws.com",
-            source_arn=rule.arn,
-            opts=self._child,
-        )
-        self.target = aws.cloudwatch.EventTarget(
-            f"{self._name}-target",
-            rule=rule.name,
-            arn=self.function.arn,
-            retry_policy={
-                "maximum_retry_attempts": 2,
-                # A retry later than this would overlap the next scheduled run.
-                "maximum_event_age_in_seconds": max(60, min(self._args.timeout * 2, 3600)),
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.permission]),
-        )
-        return rule
-
-    def _create_alarm_topic(self) -> pulumi.Output[str]:
-        args = self._args
-        self.topic: aws.sns.Topic | None = None
-        if args.alarm_topic_arn:
-            topic_arn: pulumi.Input[str] = args.alarm_topic_arn
-        else:
-            # Not encrypted with alias/aws/sns: CloudWatch cannot publish to a
-            # topic under an AWS-managed key, and alarms carry no secrets.
-            self.topic = aws.sns.Topic(f"{self._name}-alarms", opts=self._child)
-            topic_arn = self.topic.arn
-        self.subscription: aws.sns.TopicSubscription | None = None
-        if args.alarm_email:
-            self.subscription = aws.sns.TopicSubscription(
-                f"{self._name}-alarm-email",
-                topic=topic_arn,
-                protocol="email",
-                endpoint=args.alarm_email,
-                opts=self._child,
-            )
-        return pulumi.Output.from_input(topic_arn)
-
-    def _create_alarms(self) -> tuple[aws.cloudwatch.MetricAlarm, aws.cloudwatch.MetricAlarm]:
-        window = self._args.alarm_window_minutes
-        errors = self._failure_alarm(
-            "errors",
-            "the backup function failed",
-            ("AWS/Lambda", "Errors"),
-            {"FunctionName": self.function.name},
-        )
-        missed = self._silence_alarm(
-            "missed-backup", "no successful backup", SUCCESS_METRIC, window
-        )
-        self.retire_alarm = self._failure_alarm(
-            "retire-failed",
-            "snapshots beyond keepLatest could not be retired (expiry falls behind)",
-            (NAMESPACE, RETIRE_FAILURE_METRIC),
-            {CLUSTER_DIMENSION: self._name},
-        )
-        return errors, missed
-
-    def _create_replication_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
-        """Replication late (over 15 minutes) or failing, to the cluster's alarm topic."""
-        replica = self.bucket.replica
-        if replica is None:
-            return []
-        dimensions: dict[str, pulumi.Input[str]] = {
-            "SourceBucket": self.bucket.name,
-            "DestinationBucket": pulumi.Output.from_input(replica.bucket_arn).apply(
-                lambda arn: arn.split(":::", 1)[-1]
-            ),
-            "RuleId": REPLICATION_RULE_ID,
-        }
-        watched = [
-            ("replication-late", "ReplicationLatency", "Maximum", REPLICATION_MINUTES * 60, "late"),
-            ("replication-failed", "OperationsFailedReplication", "Sum", 0, "failing"),
-        ]
-        return [
-            aws.cloudwatch.MetricAlarm(
-                f"{self._name}-{suffix}",
-                alarm_description=f"consul-backup for {self._name}: replication is {what}",
-                namespace="AWS/S3",
-                metric_name=metric,
-                dimensions=dimensions,
-                statistic=statistic,
-                period=300,
-                evaluation_periods=1,
-                threshold=threshold,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                alarm_actions=[self.alarm_topic_arn],
-                ok_actions=[self.alarm_topic_arn],
-                opts=self._child,
-            )
-            for suffix, metric, statistic, threshold, what in watched
-        ]
-
-    def _create_verification(self) -> tuple[aws.lambda_.Function, aws.cloudwatch.EventRule]:
-        """The daily re-verification: its own role (list and read only), log, function, schedule."""
-        name, args = self._name, self._args
-        replica = self.bucket.replica
-        readable = [pulumi.Output.all(self.bucket.arn, self.key_prefix)]
-        if replica is not None:
-            readable.append(pulumi.Output.all(replica.bucket_arn, self.key_prefix))
-        kms = [k for k in (self.kms_key_arn, replica.kms_key_arn if replica else None) if k]
-        self.verify_log_group = aws.cloudwatch.LogGroup(
-            f"{name}-verify-logs", retention_in_days=args.log_retention_days, opts=self._child
-        )
-        self.verify_role = aws.iam.Role(
-            f"{name}-verify-role",
-            description=f"consul-backup re-verification for Consul cluster {name}",
-            assume_role_policy=json.dumps(assume_role_policy("lambda")),
-            opts=self._child,
-        )
-        self.verify_role_policy = aws.iam.RolePolicy(
-            f"{name}-verify-policy",
-            role=self.verify_role.id,
-            policy=pulumi.Output.all(self.verify_log_group.arn, *readable).apply(
-                lambda values: json.dumps(
-                    verify_function_policy(
-                        readable=[tuple(pair) for pair in values[1:]],
-                        log_group_arn=values[0],
-                        kms_key_arns=kms,
-                    ),
-                    sort_keys=True,
-                )
-            ),
-            opts=self._child,
-        )
+    def _verify_environment(self, bucket: SnapshotBucket) -> dict[str, pulumi.Input[str]]:
+        """The re-verification's environment: where to read, here and in the replica."""
         environment: dict[str, pulumi.Input[str]] = {
-            EnvVar.BACKUP_BUCKET: self.bucket.name,
-            EnvVar.BACKUP_PREFIX: args.key_prefix,
-            EnvVar.CLUSTER_NAME: name,
+            EnvVar.BACKUP_BUCKET: bucket.name,
+            EnvVar.BACKUP_PREFIX: self._args.key_prefix,
+            EnvVar.CLUSTER_NAME: self._name,
         }
-        if replica is not None:
-            environment[EnvVar.REPLICA_BUCKET] = pulumi.Output.from_input(replica.bucket_arn).apply(
-                lambda arn: arn.split(":::", 1)[-1]
+        if bucket.replica is not None:
+            environment[EnvVar.REPLICA_BUCKET] = bucket.replica.bucket_name
+            environment[EnvVar.REPLICA_REGION] = bucket.replica.region
+        return environment
+
+    def _stack_outputs(self) -> dict[str, pulumi.Input[Any]]:
+        """Every field of ``ClusterOutputs``, under its stack output key."""
+        values: dict[str, pulumi.Input[Any]] = {
+            "bucket": self.bucket_name,
+            "prefix": self.prefix,
+            "key_prefix": self.key_prefix,
+            "region": self.region,
+            "function_name": self.function_name,
+            "verify_function_name": self.verify_function_name,
+            "rule_name": self.rule_name,
+            "alarm_topic_arn": self.alarm_topic_arn,
+            "replica_bucket": self.replica_bucket,
+            "replica_region": self.replica_region,
+            "replica_bucket_arn": self.replica_bucket_arn,
+            "backup_window_minutes": self.backup_window_minutes,
+            "alarm_names": self.alarm_names,
+            "keep_latest": self.keep_latest,
+            "content_drop_percent": self.content_drop_percent,
+        }
+        keys = ClusterOutputs.keys()
+        if set(values) != set(keys):  # a field added to the contract must be exported
+            raise TypeError(
+                f"stack outputs {sorted(values)} are not ClusterOutputs' {sorted(keys)}"
             )
-            environment[EnvVar.REPLICA_REGION] = replica.region
-        function = aws.lambda_.Function(
-            f"{name}-verify",
-            description=f"Re-reads and verifies the newest snapshot of {name}",
-            runtime=RUNTIME,
-            architectures=["arm64"],
-            handler=VERIFY_HANDLER,
-            code=function_archive(),
-            role=self.verify_role.arn,
-            memory_size=args.memory_size,
-            timeout=args.timeout,
-            environment={"variables": environment},
-            logging_config={"log_format": "Text", "log_group": self.verify_log_group.name},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.verify_role_policy]),
-        )
-        rule = aws.cloudwatch.EventRule(
-            f"{name}-verify-schedule",
-            description=f"consul-backup re-verification schedule for {name}",
-            schedule_expression=args.verify_schedule,
-            opts=self._child,
-        )
-        permission = aws.lambda_.Permission(
-            f"{name}-verify-invoke",
-            action="lambda:InvokeFunction",
-            function=function.name,
-            principal="events.amazonaws.com",
-            source_arn=rule.arn,
-            opts=self._child,
-        )
-        aws.cloudwatch.EventTarget(
-            f"{name}-verify-target",
-            rule=rule.name,
-            arn=function.arn,
-            retry_policy={"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 3600},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
-        )
-        return function, rule
+        return {keys[field]: value for field, value in values.items()}
 
-    def _create_verification_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
-        """A failed re-verification, and none succeeding within two verify intervals."""
-        failed = self._failure_alarm(
-            "verify-failed",
-            "a stored snapshot failed verification",
-            (NAMESPACE, VERIFY_FAILURE_METRIC),
-            {CLUSTER_DIMENSION: self._name},
-        )
-        missed = self._silence_alarm(
-            "verify-missed",
-            "no verification succeeded",
-            VERIFY_SUCCESS_METRIC,
-            self._args.verify_window_minutes,
-        )
-        return [failed, missed]
+    # --- the stack outputs, as typed attributes ---------------------------------
 
-    def _failure_alarm(
-        self,
-        suffix: str,
-        what: str,
-        metric: tuple[str, str],
-        dimensions: dict[str, pulumi.Input[str]],
-    ) -> aws.cloudwatch.MetricAlarm:
-        """An alarm as soon as ``metric`` (namespace, name) counts one failure."""
-        return aws.cloudwatch.MetricAlarm(
-            f"{self._name}-{suffix}",
-            alarm_description=f"consul-backup for {self._name}: {what}",
-            namespace=metric[0],
-            metric_name=metric[1],
-            dimensions=dimensions,
-            statistic="Sum",
-            period=300,
-            evaluation_periods=1,
-            threshold=1,
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            treat_missing_data="notBreaching",
-            alarm_actions=[self.alarm_topic_arn],
-            ok_actions=[self.alarm_topic_arn],
-            opts=self._child,
-        )
+    @property
+    def bucket_name(self) -> pulumi.Output[str]:
+        return self.bucket.name
 
-    def _silence_alarm(
-        self, suffix: str, what: str, metric: str, window_minutes: int
-    ) -> aws.cloudwatch.MetricAlarm:
-        """An alarm for ``window_minutes`` without one success of ``metric``."""
-        period, periods = alarm_period(window_minutes)
-        return aws.cloudwatch.MetricAlarm(
-            f"{self._name}-{suffix}",
-            alarm_description=(
-                f"consul-backup for {self._name}: {what} in {window_minutes} minutes"
-            ),
-            namespace=NAMESPACE,
-            metric_name=metric,
-            dimensions={CLUSTER_DIMENSION: self._name},
-            statistic="Sum",
-            period=period,
-            evaluation_periods=periods,
-            datapoints_to_alarm=periods,
-            threshold=1,
-            comparison_operator="LessThanThreshold",
-            # No data is exactly what a run that never happened looks like.
-            treat_missing_data="breaching",
-            alarm_actions=[self.alarm_topic_arn],
-            ok_actions=[self.alarm_topic_arn],
-            opts=self._child,
-        )
+    @property
+    def region(self) -> pulumi.Output[str]:
+        """The bucket's region."""
+        return self.bucket.region
+
+    @property
+    def function_name(self) -> pulumi.Output[str]:
+        return self.backup.function_name
+
+    @property
+    def verify_function_name(self) -> pulumi.Output[str]:
+        return self.verification.function_name
+
+    @property
+    def rule_name(self) -> pulumi.Output[str]:
+        return self.backup.rule_name
+
+    @property
+    def alarm_topic_arn(self) -> pulumi.Output[str]:
+        return self.alarm_topic.arn
+
+    @property
+    def replica_bucket(self) -> pulumi.Output[str]:
+        """The replica bucket's name; empty without a replica."""
+        replica = self.bucket.replica
+        return replica.bucket_name if replica else pulumi.Output.from_input("")
+
+    @property
+    def replica_bucket_arn(self) -> pulumi.Output[str]:
+        replica = self.bucket.replica
+        return pulumi.Output.from_input(replica.bucket_arn if replica else "")
+
+    @property
+    def replica_region(self) -> pulumi.Output[str]:
+        replica = self.bucket.replica
+        return pulumi.Output.from_input(replica.region if replica else "")
+
+    @property
+    def backup_window_minutes(self) -> int:
+        """How long without a successful backup before the missed-backup alarm fires."""
+        return self._args.alarm_window_minutes
+
+    @property
+    def alarm_names(self) -> pulumi.Output[list[str]]:
+        alarms = [
+            self.backup.failure_alarm,
+            self.backup.missed_run_alarm,
+            *self.cluster_alarms,
+            *self.replication_alarms,
+            self.verification.failure_alarm,
+            self.verification.missed_run_alarm,
+        ]
+        return pulumi.Output.all(*(alarm.name for alarm in alarms))
+
+    @property
+    def keep_latest(self) -> int:
+        return self._args.keep_latest
+
+    @property
+    def content_drop_percent(self) -> int:
+        return self._args.content_drop_percent

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 
@@ -43,6 +43,9 @@ class ClusterOutputs:
     alarm_names: tuple[str, ...]
     keep_latest: int
     content_drop_percent: int
+    # The replica's ARN, as the README's runbook reads it; "" without a replica.
+    # It says no more than replica_bucket: optional, for who builds outputs by hand.
+    replica_bucket_arn: str = ""
 
     @classmethod
     def keys(cls) -> dict[str, str]:
@@ -59,7 +62,10 @@ class ClusterOutputs:
         """One cluster's entry of ``clusters``; ``OutputsError`` names what is missing or wrong."""
         if not isinstance(values, Mapping):
             raise OutputsError(f"cluster {cluster!r}: expected an object, not {values!r}")
-        missing = [key for key in cls.keys().values() if key not in values]
+        optional = {f.name for f in fields(cls) if f.default is not MISSING}
+        missing = [
+            key for name, key in cls.keys().items() if key not in values and name not in optional
+        ]
         if missing:
             raise OutputsError(
                 f"cluster {cluster!r} lacks {', '.join(missing)}: give the output of "
@@ -67,7 +73,8 @@ class ClusterOutputs:
             )
         parsed: dict[str, Any] = {"cluster": cluster}
         for name, key in cls.keys().items():
-            parsed[name] = _typed(cluster, key, values[key], cls.__annotations__[name])
+            if key in values:
+                parsed[name] = _typed(cluster, key, values[key], cls.__annotations__[name])
         return cls(**parsed)
 
 

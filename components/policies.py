@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from snapshot_backup.retention import RETIRED_TAG_KEY, RETIRED_TAG_VALUE
+from snapshot_backup.keys import ObjectKind
+from snapshot_backup.retention import KEPT_TAG_VALUE, RETIRED_TAG_KEY, RETIRED_TAG_VALUE
 
 Document = dict[str, Any]
 # Secrets Manager appends a hyphen and six random characters to every secret's ARN.
@@ -71,35 +72,8 @@ def backup_function_policy(
     vpc: VpcAccess | None = None,
 ) -> Document:
     """What the backup function may do, and nothing more."""
-    statements: list[Document] = [
-        {
-            "Sid": "WriteSnapshotsUnderThisClustersPrefix",
-            "Effect": "Allow",
-            # PutObject covers CreateMultipartUpload, UploadPart and
-            # CompleteMultipartUpload; Abort is needed to leave nothing behind.
-            "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
-            "Resource": f"{bucket_arn}/{cluster_prefix}*",
-        },
-        {
-            # To find the snapshots that fall out of the newest keepLatest; no read.
-            "Sid": "ListThisClustersSnapshots",
-            "Effect": "Allow",
-            "Action": "s3:ListBucket",
-            "Resource": bucket_arn,
-            "Condition": {"StringLike": {"s3:prefix": [f"{cluster_prefix}*"]}},
-        },
-        {
-            # Only the one tag that lets lifecycle expire a snapshot; a stolen
-            # role can shorten the floor with it, never the age or a lock.
-            "Sid": "RetireSnapshotsBeyondTheFloor",
-            "Effect": "Allow",
-            "Action": "s3:PutObjectTagging",
-            "Resource": f"{bucket_arn}/{cluster_prefix}*",
-            "Condition": {
-                "ForAllValues:StringEquals": {"s3:RequestObjectTagKeys": [RETIRED_TAG_KEY]},
-                "StringEquals": {f"s3:RequestObjectTag/{RETIRED_TAG_KEY}": RETIRED_TAG_VALUE},
-            },
-        },
+    statements = [
+        *snapshot_rights(bucket_arn, cluster_prefix),
         {
             "Sid": "ReadThisClustersConsulToken",
             "Effect": "Allow",
@@ -114,51 +88,127 @@ def backup_function_policy(
                 "Sid": "UseTheKeysInUse",
                 "Effect": "Allow",
                 # GenerateDataKey to write SSE-KMS objects, Decrypt for multipart
-                # uploads and for a token secret encrypted with the key.
+                # uploads, for the manifests it reads and for a token secret
+                # encrypted with the key.
                 "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
                 "Resource": sorted(set(kms_key_arns)),
             }
         )
     if vpc is not None:
-        ec2_base = vpc.ec2_arn_base
-        statements.extend(
-            [
-                {
-                    "Sid": "CreateNetworkInterfacesInTheGivenSubnets",
-                    "Effect": "Allow",
-                    "Action": "ec2:CreateNetworkInterface",
-                    "Resource": [
-                        f"{ec2_base}:network-interface/*",
-                        *(f"{ec2_base}:subnet/{s}" for s in vpc.subnet_ids),
-                        *(f"{ec2_base}:security-group/{g}" for g in vpc.security_group_ids),
-                    ],
-                },
-                {
-                    "Sid": "ManageTheFunctionsNetworkInterfaces",
-                    "Effect": "Allow",
-                    # Lambda removes and re-addresses the interfaces it created
-                    # for this function with the function's own role.
-                    "Action": [
-                        "ec2:DeleteNetworkInterface",
-                        "ec2:AssignPrivateIpAddresses",
-                        "ec2:UnassignPrivateIpAddresses",
-                    ],
-                    "Resource": f"{ec2_base}:network-interface/*",
-                },
-                {
-                    "Sid": "DescribeNetworkInterfaces",
-                    "Effect": "Allow",
-                    "Action": "ec2:DescribeNetworkInterfaces",
-                    # EC2 Describe* actions support no resource-level permissions:
-                    # AWS accepts nothing narrower than "*" here.
-                    "Resource": "*",
-                },
-            ]
-        )
+        statements += network_interface_rights(vpc)
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def deny_insecure_transport_policy(bucket_arn: str) -> Document:
+def snapshot_rights(bucket_arn: str, cluster_prefix: str) -> list[Document]:
+    """The backup function's rights on its cluster's objects: write new ones, never read a snapshot.
+
+    Under ``<bucket>/<cluster prefix>`` only: write (the bucket's policy makes
+    every write a write-once), list, read the manifests (to compare a snapshot's
+    content with the one before), tag retired or kept, and delete a
+    ``.retired`` marker (when a snapshot comes back under the floor).
+    """
+    objects = f"{bucket_arn}/{cluster_prefix}*"
+    return [
+        {
+            "Sid": "WriteSnapshotsUnderThisClustersPrefix",
+            "Effect": "Allow",
+            # PutObject covers CreateMultipartUpload, UploadPart and
+            # CompleteMultipartUpload; Abort is needed to leave nothing behind.
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+            "Resource": objects,
+        },
+        {
+            # To find the snapshots that fall out of the newest keepLatest.
+            "Sid": "ListThisClustersSnapshots",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{cluster_prefix}*"]}},
+        },
+        {
+            # The manifests, never an archive: a stolen role reads no Consul state.
+            "Sid": "ReadThisClustersManifests",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": f"{objects}{ObjectKind.MANIFEST.value}",
+        },
+        {
+            # Only the one tag that lets lifecycle expire a snapshot, set or
+            # cleared; PutObject with a Tagging header (a .retired marker born
+            # retired) is authorised by this too. A stolen role can shorten the
+            # floor with it, never the age or a lock.
+            "Sid": "RetireSnapshotsBeyondTheFloor",
+            "Effect": "Allow",
+            "Action": "s3:PutObjectTagging",
+            "Resource": objects,
+            "Condition": {
+                "ForAllValues:StringEquals": {"s3:RequestObjectTagKeys": [RETIRED_TAG_KEY]},
+                "StringEquals": {
+                    f"s3:RequestObjectTag/{RETIRED_TAG_KEY}": [RETIRED_TAG_VALUE, KEPT_TAG_VALUE]
+                },
+            },
+        },
+        {
+            # Versioning keeps what it deletes, as a noncurrent version.
+            "Sid": "ClearRetiredMarkers",
+            "Effect": "Allow",
+            "Action": "s3:DeleteObject",
+            "Resource": f"{objects}{ObjectKind.RETIRED.value}",
+        },
+    ]
+
+
+def network_interface_rights(vpc: VpcAccess) -> list[Document]:
+    """What Lambda needs of EC2 to run the function in the given subnets, and no more."""
+    ec2_base = vpc.ec2_arn_base
+    return [
+        {
+            "Sid": "CreateNetworkInterfacesInTheGivenSubnets",
+            "Effect": "Allow",
+            "Action": "ec2:CreateNetworkInterface",
+            "Resource": [
+                f"{ec2_base}:network-interface/*",
+                *(f"{ec2_base}:subnet/{s}" for s in vpc.subnet_ids),
+                *(f"{ec2_base}:security-group/{g}" for g in vpc.security_group_ids),
+            ],
+        },
+        {
+            "Sid": "ManageTheFunctionsNetworkInterfaces",
+            "Effect": "Allow",
+            # Lambda removes and re-addresses the interfaces it created
+            # for this function with the function's own role.
+            "Action": [
+                "ec2:DeleteNetworkInterface",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
+            "Resource": f"{ec2_base}:network-interface/*",
+        },
+        {
+            "Sid": "DescribeNetworkInterfaces",
+            "Effect": "Allow",
+            "Action": "ec2:DescribeNetworkInterfaces",
+            # EC2 Describe* actions support no resource-level permissions:
+            # AWS accepts nothing narrower than "*" here.
+            "Resource": "*",
+        },
+    ]
+
+
+def snapshot_bucket_policy(bucket_arn: str) -> Document:
+    """Every snapshot bucket's own policy: TLS only, and every object written once, by anyone.
+
+    The write-once statement is AWS's "Enforce conditional writes on Amazon S3
+    buckets" (S3 User Guide, conditional-writes-enforce.html, the deny of its
+    example 3, for ``If-None-Match`` alone): ``s3:PutObject`` (which also
+    authorises CompleteMultipartUpload and CopyObject) is denied unless the
+    request carries ``If-None-Match``; ``s3:ObjectCreationOperation`` is false
+    for CreateMultipartUpload, UploadPart and UploadPartCopy, which take no
+    conditional header, so they are left to the identity policies. A bucket
+    policy binds every principal of the account, administrators included: no
+    one overwrites a stored object, whatever their role allows (S3 Replication
+    writes replicas with ``s3:ReplicateObject``, which this does not touch).
+    """
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -169,7 +219,18 @@ def deny_insecure_transport_policy(bucket_arn: str) -> Document:
                 "Action": "s3:*",
                 "Resource": [bucket_arn, f"{bucket_arn}/*"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
+            },
+            {
+                "Sid": "DenyWritesThatMayOverwrite",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": f"{bucket_arn}/*",
+                "Condition": {
+                    "Null": {"s3:if-none-match": "true"},
+                    "Bool": {"s3:ObjectCreationOperation": "true"},
+                },
+            },
         ],
     }
 
@@ -196,10 +257,19 @@ def replication_policy(
         {
             "Sid": "ReadVersionsToReplicate",
             "Effect": "Allow",
+            # S3 replicates a version under Object Lock only with its retention
+            # and legal hold, which it reads with the role: "Using Object Lock
+            # with S3 Replication" (S3 User Guide, object-lock-managing.html)
+            # asks for s3:GetObjectRetention and s3:GetObjectLegalHold on the
+            # source. Granted with or without a lock: the lock is a resource
+            # of its own that may be turned on later, and reading lock
+            # metadata changes nothing.
             "Action": [
                 "s3:GetObjectVersionForReplication",
                 "s3:GetObjectVersionAcl",
                 "s3:GetObjectVersionTagging",
+                "s3:GetObjectRetention",
+                "s3:GetObjectLegalHold",
             ],
             "Resource": f"{source_bucket_arn}/*",
         },
@@ -211,6 +281,15 @@ def replication_policy(
             "Resource": f"{destination_bucket_arn}/*",
         },
     ]
+    statements += replication_key_rights(source_kms_key_arns, destination_kms_key_arn)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def replication_key_rights(
+    source_kms_key_arns: Sequence[str], destination_kms_key_arn: str | None
+) -> list[Document]:
+    """Decrypt what the source holds under a key, encrypt the replicas under the replica's."""
+    statements: list[Document] = []
     if source_kms_key_arns:
         statements.append(
             {
@@ -229,7 +308,7 @@ def replication_policy(
                 "Resource": destination_kms_key_arn,
             }
         )
-    return {"Version": "2012-10-17", "Statement": statements}
+    return statements
 
 
 def verify_function_policy(

@@ -12,9 +12,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from snapshot_backup.keys import DEFAULT_PREFIX, cluster_prefix
+from snapshot_backup.keys import cluster_prefix
 
-from .config import PROJECT, StackSettings, parse_stack
+from .config import PROJECT, TOKENS, StackSettings, parse_stack
 from .consul_snapshot_backup import ConsulSnapshotBackup, retention_rule
 from .dashboard import DashboardCluster, dashboard_body, dashboard_url
 from .snapshot_bucket import REPLICATION_RULE_ID, SnapshotBucket
@@ -27,14 +27,17 @@ def read_settings() -> StackSettings:
     # preview. The component wraps every token back into a secret before use.
     return parse_stack(
         clusters=config.get_object("clusters"),
-        tokens=config.get_object("tokens"),
+        tokens=config.get_object(TOKENS),
         shared_bucket=config.get_object("sharedBucket"),
+        # What the Pulumi CLI says of the key: it was set with --secret (the
+        # language host passes PULUMI_CONFIG_SECRET_KEYS to set_all_config).
+        tokens_secret=pulumi.runtime.is_config_secret(config.full_key(TOKENS)),
     )
 
 
 def build(settings: StackSettings) -> dict[str, ConsulSnapshotBackup]:
+    """The shared bucket when there is one, and one component per cluster."""
     shared = None
-    prefix = DEFAULT_PREFIX
     if settings.shared_bucket is not None:
         prefix = settings.shared_bucket.prefix
         shared = SnapshotBucket(
@@ -48,7 +51,8 @@ def build(settings: StackSettings) -> dict[str, ConsulSnapshotBackup]:
         )
     return {
         cluster.name: ConsulSnapshotBackup(
-            cluster.name, replace(cluster.args, shared_bucket=shared, key_prefix=prefix)
+            cluster.name,
+            replace(cluster.args, shared_bucket=shared) if shared else cluster.args,
         )
         for cluster in settings.clusters
     }
@@ -59,10 +63,7 @@ def create_dashboard(backups: dict[str, ConsulSnapshotBackup]) -> pulumi.Output[
     name = f"{PROJECT}-{pulumi.get_stack()}"
     region = aws.get_region_output().region
     replication = {
-        cluster: pulumi.Output.all(
-            backup.bucket_name,
-            backup.replica_bucket_arn.apply(lambda arn: arn.split(":::", 1)[-1]),
-        )
+        cluster: pulumi.Output.all(backup.bucket_name, backup.replica_bucket)
         for cluster, backup in backups.items()
         if backup.bucket.replica is not None
     }
@@ -89,21 +90,8 @@ def create_dashboard(backups: dict[str, ConsulSnapshotBackup]) -> pulumi.Output[
 
 
 def stack_outputs(backups: dict[str, ConsulSnapshotBackup]) -> dict[str, pulumi.Output[Any]]:
-    """Per cluster: where its snapshots go and what to look at when it fails."""
-    return {
-        name: pulumi.Output.all(
-            bucket=backup.bucket_name,
-            keyPrefix=backup.key_prefix,
-            functionName=backup.function_name,
-            ruleName=backup.rule_name,
-            alarmTopicArn=backup.alarm_topic_arn,
-            replicaBucketArn=backup.replica_bucket_arn,
-            replicaRegion=backup.replica_region,
-            backupWindowMinutes=backup.backup_window_minutes,
-            alarmNames=backup.alarm_names,
-        )
-        for name, backup in backups.items()
-    }
+    """Per cluster, ``ClusterOutputs``' keys: what ``consul-backup status`` and people read."""
+    return {name: pulumi.Output.all(**backup.outputs) for name, backup in backups.items()}
 
 
 def run() -> tuple[dict[str, ConsulSnapshotBackup], dict[str, Any]]:

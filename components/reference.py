@@ -7,14 +7,8 @@ from typing import Any
 
 from snapshot_backup.keys import CLUSTER_NAME_RULE
 
-from .args import (
-    ConsulSnapshotBackupArgs,
-    InRange,
-    SharedBucketArgs,
-    camel_case,
-    field_types,
-    nested_schema,
-)
+from .args import ConsulSnapshotBackupArgs, SharedBucketArgs
+from .validation import InRange, camel_case, field_types, nested_schema
 
 
 def configuration_table() -> str:

@@ -8,11 +8,12 @@ state of the cluster's alarms. Clusters come from the stack outputs
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from components.outputs import ClusterOutputs
 from snapshot_backup.store import SnapshotStore
 
 
@@ -28,27 +29,31 @@ class ClusterTarget:
     replica_region: str | None = None
     alarm_names: tuple[str, ...] = ()
 
-
-def targets_from_outputs(outputs: dict[str, Any]) -> list[ClusterTarget]:
-    """The stack output ``clusters``: one entry per cluster, as the program exports it."""
-    targets = []
-    for cluster, out in sorted(outputs.items()):
-        suffix = f"{cluster}/"
-        key_prefix = out["keyPrefix"]
-        prefix = key_prefix[: -len(suffix)] if key_prefix.endswith(suffix) else key_prefix
-        replica_arn = out.get("replicaBucketArn") or ""
-        targets.append(
-            ClusterTarget(
-                cluster=cluster,
-                bucket=out["bucket"],
-                prefix=prefix,
-                window_minutes=int(out["backupWindowMinutes"]),
-                replica_bucket=replica_arn.split(":::", 1)[-1] or None,
-                replica_region=out.get("replicaRegion") or None,
-                alarm_names=tuple(out.get("alarmNames") or ()),
-            )
+    @classmethod
+    def from_outputs(cls, outputs: ClusterOutputs) -> ClusterTarget:
+        """The cluster as the stack exports it (``ClusterOutputs``, the program's own keys)."""
+        return cls(
+            cluster=outputs.cluster,
+            bucket=outputs.bucket,
+            prefix=outputs.prefix,
+            window_minutes=outputs.backup_window_minutes,
+            replica_bucket=outputs.replica_bucket or None,
+            replica_region=outputs.replica_region or None,
+            alarm_names=outputs.alarm_names,
         )
-    return targets
+
+
+def targets_from_outputs(outputs: Mapping[str, Any]) -> list[ClusterTarget]:
+    """The stack output ``clusters`` (parsed JSON, or ``ClusterOutputs`` by cluster), sorted.
+
+    ``OutputsError`` names what is missing or wrong: ``ClusterOutputs`` reads
+    every key the program exports, so the two cannot drift apart.
+    """
+    parsed = [
+        value if isinstance(value, ClusterOutputs) else ClusterOutputs.from_dict(name, value)
+        for name, value in outputs.items()
+    ]
+    return [ClusterTarget.from_outputs(o) for o in sorted(parsed, key=lambda o: o.cluster)]
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ PRINCIPAL = f"arn:aws:iam::{ACCOUNT}:role/consul-backup-function"
 class Request:
     action: str
     resource: str
-    context: dict[str, str | list[str]] = field(default_factory=dict)
+    context: Mapping[str, str | list[str]] = field(default_factory=dict)
 
 
 def decide(
@@ -38,7 +39,7 @@ def decide(
                 "principal": principal,
                 "action": request.action,
                 "resource": {"resource": request.resource, "accountId": ACCOUNT},
-                "contextVariables": request.context,
+                "contextVariables": dict(request.context),
             },
             "identityPolicies": (
                 [{"name": "policy", "policy": identity_policy}] if identity_policy else []

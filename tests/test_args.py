@@ -9,6 +9,7 @@ import pytest
 
 from components import ColdStorage, ConfigError, ConsulSnapshotBackup, ConsulSnapshotBackupArgs
 from components.args import DEFAULT_SCHEDULE, ObjectLock, SharedBucketArgs
+from snapshot_backup.retention import DEFAULT_CONTENT_DROP_PERCENT
 from testbed.pulumi_mocks import Resource, is_unknown, run_program
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:consul/token-AbCdEf"
@@ -95,7 +96,21 @@ def test_typed_arguments_build_what_stack_config_builds():
         ({"token": "t"}, "token and token_secret_arn: give exactly one"),
         ({"token_secret_arn": None}, "token and token_secret_arn: give exactly one"),
         ({"consul_address": "consul:8500"}, "consul_address 'consul:8500' is not an http://"),
+        (
+            {"consul_address": "https://user:pw@consul:8501"},
+            "consul_address carries a user or password",
+        ),
+        (
+            {"consul_address": "https://consul:8501/\r\nX-Header: 1"},
+            "consul_address contains whitespace or a control character",
+        ),
         ({"missed_backup_window_minutes": 20}, "missed_backup_window_minutes 20 is shorter"),
+        ({"content_drop_percent": 0}, "content_drop_percent 0 is out of range (1 to 100)"),
+        ({"content_drop_percent": 101}, "content_drop_percent 101 is out of range (1 to 100)"),
+        (
+            {"replica_provider": object()},
+            "replica_provider is the provider of a new replica bucket: give replica.region too",
+        ),
     ],
 )
 def test_a_bad_argument_raises_config_error_naming_it(changes, message):
@@ -121,6 +136,7 @@ def test_defaults_are_the_documented_ones_and_values_are_normalized():
         timeout=60.0,  # type: ignore[arg-type]
     )
     assert args.schedule == DEFAULT_SCHEDULE and args.retention_days == 30
+    assert args.content_drop_percent == DEFAULT_CONTENT_DROP_PERCENT
     assert args.consul_address == "http://consul:8500"
     assert args.timeout == 60 and isinstance(args.timeout, int)
     assert args.alarm_window_minutes == 120  # two intervals of the hourly default

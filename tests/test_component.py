@@ -11,14 +11,18 @@ import copy
 import json
 from typing import Any
 
+import pulumi
 import pytest
 
-from components.args import ConfigError
+from components import ConfigError, ConsulSnapshotBackup, ConsulSnapshotBackupArgs
 from components.function_code import FUNCTION_ROOT, FUNCTION_SOURCES
+from components.outputs import ClusterOutputs
+from components.policies import snapshot_bucket_policy
 from testbed.pulumi_mocks import (
     ACCOUNT,
     INVOKES,
     REGION,
+    SECRET_KIND,
     SECRET_SIG,
     ProgramRun,
     contains_unknown,
@@ -123,10 +127,7 @@ def test_token_secret_only_where_the_token_came_from_config(up):
     assert [s.name for s in secrets] == ["beta-consul-token"]
     version = up.one("aws:secretsmanager/secretVersion:SecretVersion", "beta-consul-token-version")
     # Marked secret: Pulumi encrypts it in state and masks it in the preview.
-    assert version.inputs["secretString"] == {
-        SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270",
-        "value": TOKEN,
-    }
+    assert version.inputs["secretString"] == {SECRET_SIG: SECRET_KIND, "value": TOKEN}
 
 
 @pytest.mark.parametrize("mode", ["up", "preview"])
@@ -154,10 +155,14 @@ def test_stack_exports_per_cluster(up, preview):
     alpha = up.exports["clusters"]["alpha"]
     assert alpha == {
         "bucket": "alpha-snapshots-bucket-0a1b2c3",
+        "prefix": "consul-snapshots/",
         "keyPrefix": "consul-snapshots/alpha/",
+        "region": REGION,
         "functionName": "alpha-function-0a1b2c3",
+        "verifyFunctionName": "alpha-verify-0a1b2c3",
         "ruleName": "alpha-schedule-0a1b2c3",
         "alarmTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:alpha-alarms",
+        "replicaBucket": "",
         "replicaBucketArn": "",
         "replicaRegion": "",
         # What `consul-backup status` reads: the window of two 30-minute intervals.
@@ -166,10 +171,15 @@ def test_stack_exports_per_cluster(up, preview):
             "alpha-errors-0a1b2c3",
             "alpha-missed-backup-0a1b2c3",
             "alpha-retire-failed-0a1b2c3",
+            "alpha-content-drop-0a1b2c3",
             "alpha-verify-failed-0a1b2c3",
             "alpha-verify-missed-0a1b2c3",
         ],
+        "keepLatest": 7,
+        "contentDropPercent": 50,
     }
+    # Exactly the keys of the contract the CLI reads.
+    assert set(alpha) == set(ClusterOutputs.keys().values())
     assert (
         up.exports["clusters"]["gamma"]["alarmTopicArn"]
         == f"arn:aws:sns:{REGION}:{ACCOUNT}:ops-alerts"
@@ -177,6 +187,26 @@ def test_stack_exports_per_cluster(up, preview):
     # At preview the generated names are not known yet, and nothing pretends they are.
     assert is_unknown(preview.exports["clusters"]["alpha"]["bucket"])
     assert preview.exports["clusters"]["alpha"]["keyPrefix"] == "consul-snapshots/alpha/"
+
+
+def test_the_component_registers_what_the_program_exports():
+    captured: dict[str, Any] = {}
+
+    def program() -> dict[str, Any]:
+        backup = ConsulSnapshotBackup(
+            "alpha",
+            ConsulSnapshotBackupArgs(
+                consul_address="http://consul:8500", token_secret_arn=ALPHA_SECRET
+            ),
+        )
+        captured["outputs"] = backup.outputs
+        return {"alpha": pulumi.Output.all(**backup.outputs)}
+
+    run = run_program({}, program=program)
+    assert set(captured["outputs"]) == set(ClusterOutputs.keys().values())
+    assert ClusterOutputs.from_dict("alpha", run.exports["alpha"]).function_name == (
+        "alpha-function-0a1b2c3"
+    )
 
 
 def test_bucket_is_private_encrypted_versioned(up):
@@ -270,16 +300,19 @@ def test_policy_is_least_privilege(up):
             assert statement["Effect"] == "Allow"
             for action in as_list(statement["Action"]):
                 assert "*" not in action, f"wildcard action {action}"
-                assert "Delete" not in action or action == "ec2:DeleteNetworkInterface"
+                assert "Delete" not in action or action in (
+                    "ec2:DeleteNetworkInterface",
+                    "s3:DeleteObject",  # of the cluster's .retired markers only
+                )
             if statement["Resource"] == "*":
                 assert statement["Action"] == "ec2:DescribeNetworkInterfaces"
         by_sid = statements_by_sid(policy)
         s3 = by_sid["WriteSnapshotsUnderThisClustersPrefix"]
         assert sorted(s3["Action"]) == ["s3:AbortMultipartUpload", "s3:PutObject"]
-        assert (
-            s3["Resource"]
-            == f"arn:aws:s3:::{cluster}-snapshots-bucket-0a1b2c3/consul-snapshots/{cluster}/*"
-        )
+        own = f"arn:aws:s3:::{cluster}-snapshots-bucket-0a1b2c3/consul-snapshots/{cluster}/*"
+        assert s3["Resource"] == own
+        assert by_sid["ReadThisClustersManifests"]["Resource"] == f"{own}.manifest.json"
+        assert by_sid["ClearRetiredMarkers"]["Resource"] == f"{own}.retired"
         logs = by_sid["WriteOwnLogs"]
         assert (
             logs["Resource"]
@@ -341,6 +374,7 @@ def test_function_settings_and_environment(up):
         "BACKUP_PREFIX": "consul-snapshots/",
         "CLUSTER_NAME": "alpha",
         "KEEP_LATEST": "7",
+        "CONTENT_DROP_PERCENT": "50",
     }
     beta = up.one("aws:lambda/function:Function", "beta-function").inputs
     assert beta["memorySize"] == 256 and beta["timeout"] == 600
@@ -473,6 +507,11 @@ def test_shared_bucket_confines_each_cluster_to_its_prefix():
         ]
         assert env["BACKUP_PREFIX"] == "backups/consul"
         assert env["BACKUP_BUCKET"] == "consul-backup-shared-bucket-0a1b2c3"
+    # The shared bucket is write-once and TLS-only like any snapshot bucket.
+    [bucket_policy] = run.of_type("aws:s3/bucketPolicy:BucketPolicy")
+    assert json.loads(bucket_policy.inputs["policy"]) == snapshot_bucket_policy(
+        "arn:aws:s3:::consul-backup-shared-bucket-0a1b2c3"
+    )
     # The token secret is encrypted with the stack's key.
     assert (
         run.one("aws:secretsmanager/secret:Secret", "two-consul-token").inputs["kmsKeyId"]
@@ -535,3 +574,92 @@ def test_one_dashboard_for_the_stack_with_every_cluster_and_its_url(up):
         f"https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}"
         "#dashboards:name=consul-backup-dev"
     )
+
+
+def test_the_dashboard_shows_each_clusters_content_as_trends(up):
+    [dashboard] = up.of_type("aws:cloudwatch/dashboard:Dashboard")
+    widgets = json.loads(dashboard.inputs["dashboardBody"])["widgets"]
+    lines = {
+        (w["properties"]["title"].split(":")[0], line[1], line[-1]["stat"])
+        for w in widgets
+        for line in w["properties"]["metrics"]
+        if line[0] == "ConsulBackup"
+    }
+    for cluster in ("alpha", "beta", "gamma"):
+        for metric in ("KVEntries", "ServiceInstances", "Nodes", "ACLTokens", "StateBytes"):
+            assert (cluster, metric, "Maximum") in lines
+        assert (cluster, "ContentDrop", "Sum") in lines
+    # On CloudWatch's grid of 24 columns, no two widgets on the same cells.
+    cells = [(w["x"], w["y"]) for w in widgets]
+    assert len(cells) == len(set(cells))
+    assert all(w["x"] >= 0 and w["x"] + w["width"] <= 24 for w in widgets)
+
+
+def test_a_steep_content_drop_alarms_like_a_failed_retirement(up):
+    alarms = {a.name: a.inputs for a in up.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    drop, retire = alarms["alpha-content-drop"], alarms["alpha-retire-failed"]
+    assert (drop["namespace"], drop["metricName"]) == ("ConsulBackup", "ContentDrop")
+    assert drop["dimensions"] == {"Cluster": "alpha"}
+    same = ("statistic", "period", "evaluationPeriods", "threshold", "comparisonOperator")
+    assert {k: drop[k] for k in same} == {
+        "statistic": "Sum",
+        "period": 300,
+        "evaluationPeriods": 1,
+        "threshold": 1,
+        "comparisonOperator": "GreaterThanOrEqualToThreshold",
+    }
+    assert {k: retire[k] for k in same} == {k: drop[k] for k in same}
+    assert drop["alarmActions"] == [f"arn:aws:sns:{REGION}:{ACCOUNT}:alpha-alarms"]
+    assert drop["treatMissingData"] == "notBreaching"
+
+
+def test_backup_and_re_verification_are_made_one_way(up):
+    """Both functions are ScheduledFunctions: the same retry age, key, runtime and checks."""
+    for cluster, function, target in [
+        ("alpha", "alpha-function", "alpha-target"),
+        ("alpha", "alpha-verify", "alpha-verify-target"),
+    ]:
+        inputs = up.one("aws:lambda/function:Function", function).inputs
+        assert inputs["kmsKeyArn"] == KMS_KEY, function  # the environment under the key
+        assert (inputs["runtime"], inputs["architectures"]) == ("python3.13", ["arm64"])
+        retry = up.one("aws:cloudwatch/eventTarget:EventTarget", target).inputs["retryPolicy"]
+        # alpha's timeout is 300 s: a retry within two runs' time.
+        assert retry == {"maximumRetryAttempts": 2, "maximumEventAgeInSeconds": 600}, cluster
+    components = {r.name: r for r in up.of_type("consul-backup:index:ScheduledFunction")}
+    assert sorted(components) == sorted(
+        f"{c}{suffix}" for c in ("alpha", "beta", "gamma") for suffix in ("", "-verify")
+    )
+    role = up.one("aws:iam/role:Role", "alpha-verify-role")
+    assert role.parent == components["alpha-verify"].urn
+
+
+def test_an_environment_too_large_is_refused_for_the_re_verification_too():
+    from components.scheduled_function import check_environment_size
+
+    with pytest.raises(ConfigError, match=r"beta-verify: the function's environment"):
+        check_environment_size("beta-verify", {"BACKUP_BUCKET": "b" * 5000})
+
+
+def test_every_snapshot_bucket_is_write_once_and_tls_only(up):
+    for cluster in ("alpha", "beta", "gamma"):
+        raw = up.one("aws:s3/bucketPolicy:BucketPolicy", f"{cluster}-snapshots-deny-plain-http")
+        statements = {s["Sid"]: s for s in json.loads(raw.inputs["policy"])["Statement"]}
+        assert set(statements) == {"DenyPlainHttp", "DenyWritesThatMayOverwrite"}
+        assert statements["DenyWritesThatMayOverwrite"]["Condition"] == {
+            "Null": {"s3:if-none-match": "true"},
+            "Bool": {"s3:ObjectCreationOperation": "true"},
+        }
+
+
+def test_no_function_in_the_components_is_longer_than_60_lines():
+    import ast
+
+    components = FUNCTION_ROOT.parent / "components"
+    long = []
+    for path in sorted(components.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.name}:{node.name} ({lines} lines)")
+    assert not long

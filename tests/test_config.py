@@ -154,7 +154,7 @@ CASES = {
     ),
     "name as number": (
         lambda s: s["clusters"][0].update(name=7),
-        "clusters[0]: name must be a string, not a number",
+        "clusters[0]: name 7 is not a valid cluster name",
     ),
     # unknown keys
     "typo": (
@@ -171,11 +171,15 @@ CASES = {
         ),
         "clusters[1] (beta): unknown key 'vpc.vpcId'",
     ),
-    # the token: neither, both, or for a cluster that does not exist
-    "no token": (lambda s: s["tokens"].clear(), "clusters[1] (beta): token is missing"),
+    # the token: neither, both, or for a cluster that does not exist (the arguments
+    # judge the first two, naming the token by its stack config key)
+    "no token": (
+        lambda s: s["tokens"].clear(),
+        "clusters[1] (beta): tokens.beta and tokenSecretArn: give exactly one",
+    ),
     "two tokens": (
         lambda s: s["tokens"].update(alpha="another"),
-        "clusters[0] (alpha): token is given twice: tokenSecretArn and tokens.alpha",
+        "clusters[0] (alpha): tokens.alpha and tokenSecretArn: give exactly one",
     ),
     "token for nobody": (
         lambda s: s["tokens"].update(gamma="x"),
@@ -183,7 +187,33 @@ CASES = {
     ),
     "empty token": (
         lambda s: s["tokens"].update(beta=""),
-        "tokens.beta: must be a non-empty string",
+        "clusters[1] (beta): tokens.beta must be a non-empty string",
+    ),
+    # addresses that would carry a secret, or hide what they are
+    "address with user and password": (
+        beta(consulAddress="https://backup:hunter2@consul.beta:8501"),
+        "clusters[1] (beta): consulAddress carries a user or password (user:password@...)",
+    ),
+    "address with a space": (
+        beta(consulAddress="http://consul.beta :8500"),
+        "clusters[1] (beta): consulAddress contains whitespace or a control character",
+    ),
+    "address with a newline": (
+        beta(consulAddress="http://consul.beta:8500\n"),
+        "clusters[1] (beta): consulAddress contains whitespace or a control character",
+    ),
+    "address with a control character": (
+        beta(consulAddress="http://consul\x00.beta:8500"),
+        "clusters[1] (beta): consulAddress contains whitespace or a control character",
+    ),
+    # the content-drop threshold
+    "content drop zero": (
+        beta(contentDropPercent=0),
+        "clusters[1] (beta): contentDropPercent 0 is out of range (1 to 100)",
+    ),
+    "content drop over 100": (
+        beta(contentDropPercent=101),
+        "clusters[1] (beta): contentDropPercent 101 is out of range (1 to 100)",
     ),
     # incomplete VPC settings
     "vpc without security groups": (
@@ -204,7 +234,13 @@ CASES = {
             s.update(sharedBucket={})
             or s["clusters"][1].update(kmsKeyArn="arn:aws:kms:eu-west-1:123456789012:key/abcd-1234")
         ),
-        "clusters[1] (beta): kmsKeyArn is the shared bucket's here",
+        "clusters[1] (beta): kmsKeyArn is the shared bucket's here: set sharedBucket.kmsKeyArn",
+    ),
+    "replica per cluster with a shared bucket": (
+        lambda s: (
+            s.update(sharedBucket={}) or s["clusters"][1].update(replica={"region": "eu-central-1"})
+        ),
+        "clusters[1] (beta): replica is the shared bucket's here: set sharedBucket.replica",
     ),
     # the floor, the lock and the replica
     "keep none": (
@@ -283,7 +319,35 @@ def test_a_token_value_is_never_echoed():
     def wrong(stack):
         stack["tokens"]["beta"] = 12345
 
-    assert all("12345" not in p for p in problems_for(wrong))
+    problems = problems_for(wrong)
+    assert problems == ["clusters[1] (beta): tokens.beta must be a non-empty string"]
+
+
+def test_a_password_in_the_address_is_never_echoed():
+    problems = problems_for(beta(consulAddress="https://backup:hunter2@consul.beta:8501"))
+    assert problems and all("hunter2" not in p and "backup:" not in p for p in problems)
+    # Even where the URL is no URL at all (no scheme: the user reads as one).
+    problems = problems_for(beta(consulAddress="backup:hunter2@consul.beta:8501"))
+    assert problems and all("hunter2" not in p for p in problems)
+
+
+def test_a_token_not_set_with_secret_is_refused_at_preview_naming_the_command():
+    # The stack file holds the token in plain text: `pulumi config set` without --secret.
+    with pytest.raises(ConfigError) as raised:
+        run_program(GOOD, preview=True, secret_keys=[])
+    assert raised.value.problems == [
+        "tokens.beta: is stored in plain text in the stack's config (not set with --secret): "
+        "set it again with `pulumi config set --secret --path 'tokens.beta' <token>`"
+    ]
+    assert "secret-token" not in str(raised.value)
+    # The same stack with the key set as a secret deploys.
+    run_program(GOOD, preview=True, secret_keys=["consul-backup:tokens"])
+
+
+def test_a_stack_without_tokens_needs_no_secret():
+    stack = {"clusters": [GOOD["clusters"][0]]}
+    run = run_program(stack, preview=True, secret_keys=[])
+    assert run.one("consul-backup:index:ConsulSnapshotBackup", "alpha")
 
 
 def test_the_program_refuses_bad_config_when_it_starts():
@@ -306,7 +370,7 @@ def test_the_example_stack_is_valid_and_its_secret_decrypts():
     prod, staging = (cluster.args for cluster in settings.clusters)
     assert prod.token_secret_arn and prod.token is None
     assert staging.token and staging.token_secret_arn is None
-    run = run_program(values)
+    run = run_program(values, secret_keys=sorted(secret_keys))
     assert {r.name for r in run.of_type("aws:lambda/function:Function")} == {
         "prod-function",
         "prod-verify",

@@ -12,12 +12,14 @@ from typing import Any
 
 import boto3
 import pulumi
+import pulumi_aws as aws
 import pytest
 from botocore.exceptions import ClientError
 
-from components.policies import backup_function_policy
+from components import ConfigError, ConsulSnapshotBackup, ConsulSnapshotBackupArgs, Replica
+from components.policies import backup_function_policy, snapshot_bucket_policy
 from testbed.moto_server import aws_env, moto_server
-from testbed.pulumi_mocks import ACCOUNT, REGION, ProgramRun, run_program
+from testbed.pulumi_mocks import ACCOUNT, REGION, SECRET_KIND, SECRET_SIG, ProgramRun, run_program
 from tests.conftest import locked_bucket
 
 ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:consul/prod-AbCdEf"
@@ -25,6 +27,7 @@ REPLICA_KEY = f"arn:aws:kms:eu-central-1:{ACCOUNT}:key/replica-1234"
 VAULT = "arn:aws:s3:::consul-vault-backups"
 LOCK = {"mode": "COMPLIANCE", "days": 30}
 REPLICATION = "aws:s3/bucketReplicationConfig:BucketReplicationConfig"
+REPLICA_PROVIDER = "prod-snapshots-replica-region"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 
 
@@ -77,13 +80,27 @@ def test_object_lock_is_its_own_resource_so_turning_it_on_keeps_the_bucket(regio
 
 
 def test_no_role_the_component_creates_can_delete_or_unlock_a_snapshot(regional, vault):
-    dangerous = ("Delete", "Bypass", "Retention", "LegalHold", "PutBucket", "PutLifecycle")
+    dangerous = (
+        "DeleteObjectVersion",
+        "ReplicateDelete",
+        "Bypass",
+        "PutObjectRetention",
+        "PutObjectLegalHold",
+        "PutBucket",
+        "PutLifecycle",
+    )
     for run in (regional, vault):
         for resource in run.of_type(ROLE_POLICY):
-            actions = granted_actions(json.loads(resource.inputs["policy"]))
+            document = json.loads(resource.inputs["policy"])
+            actions = granted_actions(document)
             assert not [a for a in actions if "*" in a or any(d in a for d in dangerous)], (
                 resource.name
             )
+            # The one delete there is: the backup function clears its .retired markers.
+            for statement in document["Statement"]:
+                if "s3:DeleteObject" in statement["Action"]:
+                    assert statement["Action"] == "s3:DeleteObject"
+                    assert statement["Resource"].endswith("/consul-snapshots/prod/*.retired")
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +182,14 @@ def test_a_regional_replica_is_a_protected_bucket_of_its_own(regional):
         regional.one(lifecycle, f"{replica}-lifecycle").inputs["rules"]
         == regional.one(lifecycle, "prod-snapshots-lifecycle").inputs["rules"]
     )
+    # Write once and TLS only, like the primary: the same policy, for the replica's ARN.
+    policy = json.loads(
+        regional.one("aws:s3/bucketPolicy:BucketPolicy", f"{replica}-deny-plain-http").inputs[
+            "policy"
+        ]
+    )
+    bucket_arn = "arn:aws:s3:::prod-snapshots-replica-bucket-0a1b2c3"
+    assert policy == snapshot_bucket_policy(bucket_arn)
 
 
 def test_replication_copies_new_versions_within_15_minutes_and_never_deletes(regional):
@@ -182,6 +207,9 @@ def test_replication_copies_new_versions_within_15_minutes_and_never_deletes(reg
         "s3:GetObjectVersionForReplication",
         "s3:GetObjectVersionAcl",
         "s3:GetObjectVersionTagging",
+        # Without these S3 cannot replicate a locked version: its retention and hold.
+        "s3:GetObjectRetention",
+        "s3:GetObjectLegalHold",
         "s3:ReplicateObject",
         "s3:ReplicateTags",
         "kms:Encrypt",
@@ -203,11 +231,12 @@ def test_replication_late_or_failing_alarms_the_clusters_topic(regional):
 
 
 def test_the_stack_outputs_name_the_replica(regional, vault):
-    assert regional.exports["clusters"]["prod"]["replicaRegion"] == "eu-central-1"
-    assert regional.exports["clusters"]["prod"]["replicaBucketArn"].startswith(
-        "arn:aws:s3:::prod-snapshots-replica"
-    )
+    prod = regional.exports["clusters"]["prod"]
+    assert prod["replicaRegion"] == "eu-central-1"
+    assert prod["replicaBucket"] == "prod-snapshots-replica-bucket-0a1b2c3"
+    assert prod["replicaBucketArn"] == "arn:aws:s3:::prod-snapshots-replica-bucket-0a1b2c3"
     assert vault.exports["clusters"]["prod"]["replicaBucketArn"] == VAULT
+    assert vault.exports["clusters"]["prod"]["replicaBucket"] == "consul-vault-backups"
 
 
 def test_a_vault_account_owns_its_replicas(vault):
@@ -224,21 +253,95 @@ def test_a_vault_account_owns_its_replicas(vault):
 # --- Pulumi never deletes what holds snapshots ---------------------------------
 
 
-def test_every_bucket_resource_is_retained_on_delete(monkeypatch):
-    # Mocks never see resource options, so record them as resources are made.
-    options: dict[str, pulumi.ResourceOptions | None] = {}
-    original = pulumi.CustomResource.__init__
-
-    def recording(self: Any, t: str, name: str, props: Any = None, opts: Any = None, *rest: Any):
-        options[name] = opts
-        original(self, t, name, props, opts, *rest)
-
-    monkeypatch.setattr(pulumi.CustomResource, "__init__", recording)
-    run = run_program(
-        stack(objectLock=LOCK, replica={"region": "eu-central-1", "kmsKeyArn": REPLICA_KEY})
-    )
-    bucket_parts = [r.name for r in run.resources if r.type.startswith("aws:s3/")]
+def test_every_bucket_resource_is_retained_on_delete(regional):
+    # What the engine is told: retainOnDelete on each registration.
+    bucket_parts = [r for r in regional.resources if r.type.startswith("aws:s3/")]
     assert len(bucket_parts) >= 16  # the primary and the replica, each whole
-    for name in bucket_parts:
-        opts = options[name]
-        assert opts is not None and opts.retain_on_delete, name
+    for resource in bucket_parts:
+        assert resource.retain_on_delete, resource.name
+    assert not regional.one("aws:iam/role:Role", "prod-role").retain_on_delete
+
+
+# --- the replica's provider: the stack's own settings, in the replica's region --------
+
+AWS_SETTINGS = {
+    "aws:region": REGION,
+    "aws:profile": "backup-admin",
+    "aws:assumeRoles": [
+        {"roleArn": f"arn:aws:iam::{ACCOUNT}:role/deployer", "sessionName": "pulumi"}
+    ],
+    "aws:sharedCredentialsFiles": ["/etc/aws/credentials"],
+    "aws:skipCredentialsValidation": True,
+    "aws:endpoints": [{"s3": "https://s3.internal.example"}],
+    "aws:defaultTags": {"tags": {"team": "platform"}},
+    "aws:maxRetries": 7,
+    "aws:secretKey": "not-a-real-secret-key",
+}
+
+
+def test_the_replicas_provider_carries_the_default_providers_settings():
+    run = run_program(
+        {**stack(replica={"region": "eu-central-1"}), **AWS_SETTINGS},
+        secret_keys=["aws:secretKey"],
+    )
+    provider = run.one("pulumi:providers:aws", "prod-snapshots-replica-region").inputs
+    # Only the region is the replica's; the rest is the stack's, as the Provider encodes it.
+    assert provider["region"] == "eu-central-1"
+    assert provider["profile"] == "backup-admin"
+    assert json.loads(provider["assumeRoles"]) == AWS_SETTINGS["aws:assumeRoles"]
+    assert json.loads(provider["sharedCredentialsFiles"]) == ["/etc/aws/credentials"]
+    assert json.loads(provider["skipCredentialsValidation"]) is True
+    assert json.loads(provider["endpoints"]) == AWS_SETTINGS["aws:endpoints"]
+    assert json.loads(provider["defaultTags"]) == {"tags": {"team": "platform"}}
+    assert json.loads(provider["maxRetries"]) == 7
+    # A secret setting stays a secret.
+    assert provider["secretKey"] == {SECRET_SIG: SECRET_KIND, "value": "not-a-real-secret-key"}
+    # And the replica bucket's resources are made through it.
+    bucket = run.one("aws:s3/bucket:Bucket", "prod-snapshots-replica-bucket")
+    assert bucket.provider.startswith(run.one("pulumi:providers:aws", REPLICA_PROVIDER).urn)
+
+
+def test_without_aws_settings_the_replicas_provider_has_its_region_alone(regional):
+    provider = regional.one("pulumi:providers:aws", REPLICA_PROVIDER).inputs
+    assert {k: v for k, v in provider.items() if k not in PROVIDER_DEFAULTS} == {
+        "region": "eu-central-1"
+    }
+
+
+# What aws.Provider sets of its own accord, whatever the stack says.
+PROVIDER_DEFAULTS = {"skipCredentialsValidation", "skipRegionValidation", "version"}
+
+
+def explicit_providers_program(replica_provider: bool) -> Any:
+    def program() -> dict[str, Any]:
+        primary = aws.Provider("primary", region="eu-west-1", profile="other-account")
+        replica = aws.Provider("replica", region="eu-central-1", profile="other-account")
+        args = ConsulSnapshotBackupArgs(
+            consul_address="http://consul:8500",
+            token_secret_arn=ARN,
+            replica=Replica(region="eu-central-1"),
+            replica_provider=replica if replica_provider else None,
+        )
+        backup = ConsulSnapshotBackup(
+            "prod", args, pulumi.ResourceOptions(providers={"aws": primary})
+        )
+        return {"bucket": backup.bucket_name}
+
+    return program
+
+
+def test_explicit_providers_reach_the_primary_and_the_replica():
+    run = run_program({}, program=explicit_providers_program(replica_provider=True))
+    primary = run.one("pulumi:providers:aws", "primary").urn
+    replica = run.one("pulumi:providers:aws", "replica").urn
+    assert run.one("aws:s3/bucket:Bucket", "prod-snapshots-bucket").provider.startswith(primary)
+    assert run.one("aws:lambda/function:Function", "prod-function").provider.startswith(primary)
+    replica_bucket = run.one("aws:s3/bucket:Bucket", "prod-snapshots-replica-bucket")
+    assert replica_bucket.provider.startswith(replica)
+    # The component made no provider of its own.
+    assert sorted(p.name for p in run.of_type("pulumi:providers:aws")) == ["primary", "replica"]
+
+
+def test_an_explicit_primary_provider_without_the_replicas_is_refused():
+    with pytest.raises(ConfigError, match=r"explicit aws provider: give the replica's too"):
+        run_program({}, program=explicit_providers_program(replica_provider=False))

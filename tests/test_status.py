@@ -3,12 +3,99 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import boto3
 
+from components.outputs import ClusterOutputs, read_stack_outputs
 from consul_backup.exit_codes import ExitCode
-from tests.conftest import back_up, cli
+from consul_backup.status import ClusterTarget, targets_from_outputs
+from testbed.pulumi_mocks import ACCOUNT, REGION, run_program
+from tests.conftest import back_up, cli, put_archive
+
+ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:consul/prod-AbCdEf"
+STACK = {
+    "clusters": [
+        {
+            "name": "prod",
+            "consulAddress": "https://consul.prod.internal:8501",
+            "tokenSecretArn": ARN,
+            "schedule": "rate(30 minutes)",
+            "keepLatest": 24,
+            "contentDropPercent": 30,
+        },
+        {"name": "stage", "consulAddress": "http://consul.stage:8500", "tokenSecretArn": ARN},
+    ],
+    "sharedBucket": {"prefix": "backups/consul", "replica": {"region": "eu-central-1"}},
+}
+
+
+@cache
+def stack_outputs_json() -> str:
+    """``pulumi stack output --json`` of a stack the program made under mocks."""
+    return json.dumps(run_program(STACK).exports)
+
+
+def test_the_programs_exports_are_what_status_reads():
+    outputs = read_stack_outputs(stack_outputs_json())
+    assert sorted(outputs) == ["prod", "stage"]
+    prod = outputs["prod"]
+    assert prod == ClusterOutputs(
+        cluster="prod",
+        bucket="consul-backup-shared-bucket-0a1b2c3",
+        prefix="backups/consul/",
+        key_prefix="backups/consul/prod/",
+        region=REGION,
+        function_name="prod-function-0a1b2c3",
+        verify_function_name="prod-verify-0a1b2c3",
+        rule_name="prod-schedule-0a1b2c3",
+        alarm_topic_arn=f"arn:aws:sns:{REGION}:{ACCOUNT}:prod-alarms",
+        replica_bucket="consul-backup-shared-replica-bucket-0a1b2c3",
+        replica_region="eu-central-1",
+        backup_window_minutes=60,
+        alarm_names=tuple(
+            f"prod-{alarm}-0a1b2c3"
+            for alarm in (
+                "errors",
+                "missed-backup",
+                "retire-failed",
+                "content-drop",
+                "replication-late",
+                "replication-failed",
+                "verify-failed",
+                "verify-missed",
+            )
+        ),
+        keep_latest=24,
+        content_drop_percent=30,
+        replica_bucket_arn="arn:aws:s3:::consul-backup-shared-replica-bucket-0a1b2c3",
+    )
+    # Every key the program exports is one ClusterOutputs reads, and the other way round.
+    exported = json.loads(stack_outputs_json())["clusters"]["prod"]
+    assert exported == prod.to_dict()
+
+
+def test_status_judges_the_places_the_program_exports():
+    targets = targets_from_outputs(json.loads(stack_outputs_json())["clusters"])
+    assert [t.cluster for t in targets] == ["prod", "stage"]
+    prod, stage = targets
+    assert prod == ClusterTarget(
+        cluster="prod",
+        bucket="consul-backup-shared-bucket-0a1b2c3",
+        prefix="backups/consul/",
+        window_minutes=60,
+        replica_bucket="consul-backup-shared-replica-bucket-0a1b2c3",
+        replica_region="eu-central-1",
+        alarm_names=read_stack_outputs(stack_outputs_json())["prod"].alarm_names,
+    )
+    assert (stage.replica_bucket, stage.replica_region) == (
+        "consul-backup-shared-replica-bucket-0a1b2c3",
+        "eu-central-1",
+    )
+    assert stage.window_minutes == 120 and len(stage.alarm_names) == 8
 
 
 def alarms(names_and_states: dict[str, str]) -> list[str]:
@@ -29,21 +116,20 @@ def alarms(names_and_states: dict[str, str]) -> list[str]:
 
 
 def outputs_file(tmp_path: Path, bucket: str, replica: str, names: list[str], window: int) -> str:
-    path = tmp_path / "clusters.json"
-    path.write_text(
-        json.dumps(
-            {
-                "prod": {
-                    "bucket": bucket,
-                    "keyPrefix": "consul-snapshots/prod/",
-                    "replicaBucketArn": f"arn:aws:s3:::{replica}",
-                    "replicaRegion": "eu-central-1",
-                    "backupWindowMinutes": window,
-                    "alarmNames": names,
-                }
-            }
-        )
+    """The program's exports for prod, pointed at this test's buckets and alarms."""
+    prod: dict[str, Any] = json.loads(stack_outputs_json())["clusters"]["prod"]
+    prod.update(
+        bucket=bucket,
+        prefix="consul-snapshots/",
+        keyPrefix="consul-snapshots/prod/",
+        region=boto3.session.Session().region_name,
+        replicaBucket=replica,
+        replicaBucketArn=f"arn:aws:s3:::{replica}",
+        backupWindowMinutes=window,
+        alarmNames=names,
     )
+    path = tmp_path / "clusters.json"
+    path.write_text(json.dumps({"prod": prod}))
     return str(path)
 
 
@@ -81,9 +167,10 @@ def test_a_firing_alarm_or_an_empty_replica_is_a_non_zero_exit(consul, s3, bucke
     assert "ALARM" in result.out and "prod-errors-firing" in result.out
 
 
-def test_a_snapshot_older_than_the_window_is_behind(consul, s3, bucket):
-    back_up(consul, bucket)
-    result = cli("status", "--bucket", bucket, "--cluster", "prod", "--window-minutes", "0")
+def test_a_snapshot_older_than_the_window_is_behind(s3, bucket):
+    # The newest snapshot was taken two hours ago.
+    put_archive(s3, bucket, "prod", datetime.now(UTC) - timedelta(hours=2), 7, b"snapshot")
+    result = cli("status", "--bucket", bucket, "--cluster", "prod", "--window-minutes", "60")
     assert result.code == ExitCode.UNHEALTHY and "(BEHIND)" in result.out
-    fine = cli("status", "--bucket", bucket, "--cluster", "prod", "--window-minutes", "60")
+    fine = cli("status", "--bucket", bucket, "--cluster", "prod", "--window-minutes", "180")
     assert fine.code == ExitCode.OK, fine.out
