@@ -21,6 +21,7 @@ FUNCTION_SOURCES = (
     "snapshot_backup/backup.py",
     "snapshot_backup/consul.py",
     "snapshot_backup/deadline.py",
+    "snapshot_backup/entry.py",
     "snapshot_backup/environment.py",
     "snapshot_backup/gunzip.py",
     "snapshot_backup/keys.py",

@@ -63,6 +63,12 @@ COMMANDS: tuple[Command, ...] = (
         snapshots.restore,
     ),
     Command(
+        "release",
+        "end a hold: the floor may retire the snapshot again (list shows holds)",
+        snapshots.release_arguments,
+        snapshots.release,
+    ),
+    Command(
         "thaw",
         "restore an archived snapshot (GLACIER, DEEP_ARCHIVE) so that it reads again",
         snapshots.thaw_arguments,

@@ -25,9 +25,10 @@ from components.outputs import OutputsError
 from snapshot_backup.consul import ConsulError
 from snapshot_backup.environment import EnvVar
 from snapshot_backup.keys import ClusterNameError
+from snapshot_backup.manifest import ManifestError
 from snapshot_backup.settings import SettingsError
 from snapshot_backup.store import SnapshotNotFoundError
-from snapshot_backup.token_source import TokenError
+from snapshot_backup.token_source import RedactedError, TokenError
 from snapshot_backup.verify import ArchiveError
 
 from .exit_codes import DEBUG_VARIABLE, ExitCode
@@ -66,6 +67,10 @@ class RemoteFailureError(CliError):
 
 class SnapshotArchivedError(CliError):
     """S3 serves the snapshot only after a restore from its archive class."""
+
+
+class IdentityMismatchError(CliError):
+    """The snapshot was taken from another cluster or datacenter than the restore's target."""
 
 
 class LocalFileError(CliError):
@@ -200,6 +205,9 @@ EXIT_CODES: Mapping[type[BaseException], Failure] = {
     ConnectionError: Failure(ExitCode.REMOTE, _network),
     TimeoutError: Failure(ExitCode.REMOTE, _network),
     NotConfirmedError: Failure(ExitCode.NOT_CONFIRMED),
+    IdentityMismatchError: Failure(ExitCode.WRONG_TARGET),
+    ManifestError: Failure(ExitCode.DEFECTIVE, _defective),
+    RedactedError: Failure(ExitCode.REMOTE),
     SnapshotArchivedError: Failure(ExitCode.ARCHIVED),
     LocalFileError: Failure(ExitCode.LOCAL_FILE),
     OSError: Failure(ExitCode.LOCAL_FILE, _local_file),

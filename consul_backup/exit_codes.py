@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     ARCHIVED = 6
     UNHEALTHY = 7
     LOCAL_FILE = 8
+    WRONG_TARGET = 9
     INTERNAL = 70  # sysexits.h EX_SOFTWARE: never 1, which says "defective snapshot"
     INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
     BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
@@ -44,6 +45,8 @@ _MEANINGS = {
     ExitCode.NOT_CONFIRMED: "restore not confirmed",
     ExitCode.ARCHIVED: "the snapshot is archived: thaw it first",
     ExitCode.UNHEALTHY: "status: a cluster is behind its schedule or an alarm is firing",
+    ExitCode.WRONG_TARGET: "restore refused: the snapshot was taken from another cluster or "
+    "datacenter than the target (`--into-other-cluster` restores it all the same)",
     ExitCode.LOCAL_FILE: "a local file could not be read or written (the message names it)",
     ExitCode.INTERNAL: "unexpected error, a bug: the message names it; "
     f"`{DEBUG_VARIABLE}=1` adds the traceback",

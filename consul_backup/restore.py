@@ -46,19 +46,32 @@ class HeldBackBody:
     short of Content-Length and the server never sees a whole archive.
     """
 
-    def __init__(self, hold_back: int = HOLD_BACK_BYTES, queued: int = QUEUED_CHUNKS) -> None:
+    def __init__(
+        self,
+        hold_back: int = HOLD_BACK_BYTES,
+        queued: int = QUEUED_CHUNKS,
+        on_first_byte: Callable[[], None] = lambda: None,
+    ) -> None:
         self._hold_back = hold_back
+        self._on_first_byte: Callable[[], None] | None = on_first_byte
         self._tail = bytearray()
         self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(queued)
         self._request_ended = threading.Event()
         self.sent = 0
 
     def feed(self, data: bytes) -> None:
+        if self._on_first_byte is not None:  # the request starts with the first byte read
+            start, self._on_first_byte = self._on_first_byte, None
+            start()
         self._tail += data
         if len(self._tail) > 2 * self._hold_back:
             cut = len(self._tail) - self._hold_back
             self._put(bytes(self._tail[:cut]))
             del self._tail[:cut]
+
+    @property
+    def started(self) -> bool:
+        return self._on_first_byte is None
 
     def release(self) -> None:
         if self._tail:
@@ -107,22 +120,30 @@ class _Request:
     """``PUT /v1/snapshot`` on a thread of its own, fed by a ``HeldBackBody``."""
 
     consul: ConsulClient
-    body: HeldBackBody
     size: int
     failure: BaseException | None = None
+    thread: threading.Thread | None = None
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self._run, name="consul-restore", daemon=True)
-        thread.start()
-        return thread
+    def start(self, body: HeldBackBody) -> None:
+        self.thread = threading.Thread(
+            target=self._run, args=(body,), name="consul-restore", daemon=True
+        )
+        self.thread.start()
 
-    def _run(self) -> None:
+    def end(self) -> None:
+        """Wait for the request to finish; raise what it failed with."""
+        if self.thread is not None:
+            self.thread.join()
+        if self.failure is not None:
+            raise self.failure
+
+    def _run(self, body: HeldBackBody) -> None:
         try:
-            self.consul.restore_snapshot(self.body, size=self.size)
+            self.consul.restore_snapshot(body, size=self.size)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.failure = exc
         finally:
-            self.body.request_ended()
+            body.request_ended()
 
 
 def restore_in_one_pass(
@@ -135,10 +156,13 @@ def restore_in_one_pass(
     allow_unrecorded: bool = False,
     progress: Callable[[bytes], None] | None = None,
 ) -> Proven:
-    """Stream ``snapshot`` into Consul while proving it; Consul gets its tail only if proven."""
-    body = HeldBackBody()
-    request = _Request(consul, body, size)
-    thread = request.start()
+    """Stream ``snapshot`` into Consul while proving it; Consul gets its tail only if proven.
+
+    Nothing is sent before the first byte is read from S3: a snapshot refused
+    before that (no manifest, a size its manifest disagrees with) sends nothing.
+    """
+    request = _Request(consul, size)
+    body = HeldBackBody(on_first_byte=lambda: request.start(body))
 
     def forward(data: bytes) -> None:
         body.feed(data)
@@ -154,11 +178,11 @@ def restore_in_one_pass(
             observe=forward,
         )
     except BaseException as failure:
-        body.cut(str(failure))
-        thread.join()
+        if body.started:
+            body.cut(str(failure))
+            with contextlib.suppress(Exception):  # the verdict is the error that counts
+                request.end()
         raise
     body.release()
-    thread.join()
-    if request.failure is not None:
-        raise request.failure
+    request.end()
     return proven

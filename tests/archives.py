@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
 
+import msgpack
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # The meta.json of a snapshot a real Consul server took (Consul's own test data).
 CONSUL_META = (FIXTURES / "consul-meta.json").read_bytes()
@@ -43,6 +45,45 @@ def entry(name: str, data: bytes, typeflag: bytes = tarfile.REGTYPE) -> bytes:
     return header(name, len(data), typeflag) + data + bytes(-len(data) % BLOCK)
 
 
+def consul_state(kv_entries: int = 3, last_index: int = 13) -> bytes:
+    """A small ``state.bin`` as Consul's FSM writes it, packed by the msgpack package.
+
+    The header map, a node's Register record, then KVS records: Go structs as
+    maps with sorted field names, ``[]byte`` and strings in msgpack's str family
+    (``use_bin_type=False``), as Consul's codec writes them.
+    """
+
+    def record(kind: int, value: dict[str, object]) -> bytes:
+        return bytes([kind]) + msgpack.packb(dict(sorted(value.items())), use_bin_type=False)
+
+    state = msgpack.packb({"LastIndex": last_index}, use_bin_type=False)
+    state += record(
+        0,  # Register: the node itself (no Service, no Check)
+        {"Address": b"10.0.0.1", "Check": None, "Checks": None, "Datacenter": b"dc1",
+         "ID": b"68087cc0-282c-35d9-ad8b-51bf6a35a933", "Node": b"node-0", "NodeMeta": {},
+         "Service": None, "SkipNodeUpdate": False, "TaggedAddresses": {}, "Token": b""},
+    )  # fmt: skip
+    for n in range(kv_entries):
+        state += record(
+            2,  # KVS: a DirEntry
+            {"CreateIndex": 10 + n, "Flags": 0, "Key": f"config/app/key-{n}".encode(),
+             "LockIndex": 0, "ModifyIndex": 10 + n, "Session": b"", "Value": b"\xff\x00v%d" % n},
+        )  # fmt: skip
+    return state
+
+
+def consul_state_of_length(length: int) -> bytes:
+    """A valid ``state.bin`` of exactly ``length`` bytes: a header and one KV value to fit."""
+    header = msgpack.packb({"LastIndex": 13}, use_bin_type=False)
+    for value_bytes in range(max(0, length - 200), length + 1):
+        entry = {"CreateIndex": 13, "Flags": 0, "Key": b"pad", "LockIndex": 0,
+                 "ModifyIndex": 13, "Session": b"", "Value": b"v" * value_bytes}  # fmt: skip
+        state = header + b"\x02" + msgpack.packb(entry, use_bin_type=False)
+        if len(state) == length:
+            return state
+    raise ValueError(f"no state of exactly {length} bytes this way")
+
+
 def meta_for(state: bytes, **fields: object) -> bytes:
     """The real meta.json's shape, sized for ``state``, with ``fields`` replaced."""
     doc = json.loads(CONSUL_META) | {"Size": len(state)} | fields
@@ -57,7 +98,7 @@ def sums_line(data: bytes, name: str) -> bytes:
 class Snapshot:
     """The three members of a snapshot, and how they are framed into an archive."""
 
-    state: bytes = b"\x81\xa3key\xa5value" * 40
+    state: bytes = field(default_factory=consul_state)
     meta: bytes | None = None  # default: meta_for(state)
     sums: bytes | None = None  # default: the right two lines
     order: tuple[str, ...] = ("meta.json", "state.bin", "SHA256SUMS")

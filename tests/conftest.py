@@ -75,6 +75,11 @@ def stored_objects(s3: Any, bucket: str) -> list[dict[str, Any]]:
     return list(s3.list_objects_v2(Bucket=bucket).get("Contents", []))
 
 
+def stored_archives(s3: Any, bucket: str) -> list[str]:
+    """The keys of the snapshot archives in ``bucket`` (manifests and markers aside)."""
+    return [o["Key"] for o in stored_objects(s3, bucket) if o["Key"].endswith(".snap")]
+
+
 PREFIX = "consul-snapshots/"
 
 

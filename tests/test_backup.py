@@ -27,7 +27,7 @@ from snapshot_backup.aws_clients import aws_client
 from snapshot_backup.consul import ConsulError
 from snapshot_backup.deadline import DEADLINE_MARGIN_SECONDS, DeadlineError
 from snapshot_backup.keys import snapshot_key
-from snapshot_backup.s3_upload import MIN_PART_BYTES, AlreadyStoredError, UploadError
+from snapshot_backup.s3_upload import MIN_PART_BYTES, UploadError
 from snapshot_backup.settings import SettingsError
 from snapshot_backup.token_source import MIN_HIDDEN_PIECE, RedactedError, Redactor, TokenError
 from snapshot_backup.verify import ArchiveError, StricterThanConsulError
@@ -35,7 +35,13 @@ from testbed.archive_writer import ArchiveDefects, RaftState, write_archive
 from testbed.consul_double import ConsulDouble, MidStreamFault
 from testbed.moto_server import free_port
 from testbed.tls import make_private_ca
-from tests.conftest import assert_nothing_stored, backup_env, run_record, stored_objects
+from tests.conftest import (
+    assert_nothing_stored,
+    backup_env,
+    run_record,
+    stored_archives,
+    stored_objects,
+)
 from tests.test_consul_client import QuietServer
 from tests.test_verify import REFUSED, STRICTER
 
@@ -67,7 +73,9 @@ def test_small_snapshot_round_trip_is_byte_identical(consul, s3, bucket, capsys)
     }
     # S3 verified the body against the archive's own SHA-256.
     assert base64.b64decode(stored["ChecksumSHA256"]).hex() == served.sha256
-    assert [o["Key"] for o in stored_objects(s3, bucket)] == [summary["key"]]
+    # The snapshot, and its manifest beside it: nothing else.
+    manifest_key = summary["key"].removesuffix(".snap") + ".manifest.json"
+    assert sorted(o["Key"] for o in stored_objects(s3, bucket)) == [manifest_key, summary["key"]]
 
     record = run_record(capsys.readouterr().out)
     assert record["outcome"] == "success"
@@ -129,7 +137,7 @@ def test_token_comes_from_secrets_manager_and_is_never_logged(consul, s3, secret
     del env["CONSUL_HTTP_TOKEN"]
     summary = handler({}, None, env=env)
     assert consul.snapshot_requests()[-1].headers["X-Consul-Token"] == token
-    assert stored_objects(s3, bucket)[0]["Key"] == summary["key"]
+    assert stored_archives(s3, bucket) == [summary["key"]]
     # A failed run, whose error text is logged, must not leak it either.
     consul.has_leader = False
     with pytest.raises(ConsulError):
@@ -156,7 +164,7 @@ def test_tls_to_a_privately_signed_consul(s3, bucket, tmp_path):
         assert summary["key"].endswith(".snap")
         with pytest.raises(ConsulError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
             handler({}, None, env=backup_env(consul, bucket))
-    assert len(stored_objects(s3, bucket)) == 1
+    assert len(stored_archives(s3, bucket)) == 1
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
@@ -269,7 +277,7 @@ def test_an_archive_consul_would_not_restore_is_never_stored(case, s3, bucket, c
 
 
 def test_a_snapshot_consul_would_restore_but_never_writes_is_not_stored(s3, bucket):
-    data, _ = STRICTER["meta.json Size that disagrees with state.bin"]
+    data, _ = STRICTER["SHA256SUMS with one space"]
     with ConsulDouble(archive_body=data) as consul, pytest.raises(StricterThanConsulError):
         handler({}, None, env=backup_env(consul, bucket))
     assert_nothing_stored(s3, bucket)
@@ -287,7 +295,7 @@ def test_a_missing_bucket_is_an_error_for_small_and_multipart_snapshots(consul, 
         handler({}, None, env=backup_env(big, "no-such-bucket-here"))
 
 
-def test_a_second_run_never_overwrites_a_stored_snapshot(consul, s3, bucket):
+def test_a_run_that_meets_a_stored_snapshot_records_already_stored(consul, s3, bucket, capsys):
     # Occupy the keys of the next few seconds, as an earlier run at the same index would.
     now = datetime.now(UTC)
     occupied = {
@@ -296,11 +304,15 @@ def test_a_second_run_never_overwrites_a_stored_snapshot(consul, s3, bucket):
     }
     for key in occupied:
         s3.put_object(Bucket=bucket, Key=key, Body=b"earlier snapshot")
-    with pytest.raises(AlreadyStoredError, match="exists already"):
-        handler({}, None, env=backup_env(consul, bucket))
+    summary = handler({}, None, env=backup_env(consul, bucket))
+    assert summary["result"] == "already stored" and summary["key"] in occupied
     for key in occupied:
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"earlier snapshot"
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    # Not a failure, and no manifest describing what it did not store.
+    record = run_record(capsys.readouterr().out)
+    assert record["BackupSuccess"] == 1 and record["outcome"] == "success"
+    assert not [o for o in stored_objects(s3, bucket) if o["Key"].endswith(".manifest.json")]
 
 
 @pytest.mark.parametrize(
@@ -370,7 +382,7 @@ def test_a_stream_that_stalls_near_the_deadline_is_cut_at_the_deadline(s3, bucke
 
 def test_a_lambda_context_with_time_to_spare_changes_nothing(consul, s3, bucket):
     summary = handler({}, LambdaContext(900), env=backup_env(consul, bucket))
-    assert stored_objects(s3, bucket)[0]["Key"] == summary["key"]
+    assert stored_archives(s3, bucket) == [summary["key"]]
 
 
 @pytest.mark.skipif(
@@ -425,7 +437,7 @@ def test_a_rotated_token_is_read_again_and_both_runs_succeed(consul, s3, secrets
     # Rotation: the secret gets a new value and Consul stops accepting the old one.
     secrets.put_secret_value(SecretId=arn, SecretString="token-after")
     consul.tokens = {"token-after": True}
-    consul.state = RaftState(index=consul.state.index + 1, term=2, data=b"later")
+    consul.state = RaftState(index=consul.state.index + 1, term=2)
     second = handler({}, None, env=env)  # same process: the old token is still cached
     assert first["key"] != second["key"]
     sent = [r.headers.get("X-Consul-Token") for r in consul.snapshot_requests()]
@@ -444,16 +456,23 @@ def test_a_token_that_lacks_the_right_is_not_retried_forever(consul, s3, secrets
 
 
 def test_a_failure_to_retire_is_reported_and_the_snapshot_still_stored(
-    consul, s3, bucket, capsys, monkeypatch
+    consul, s3, bucket, capsys
 ):
-    def refuse(*_args: Any) -> list[str]:
+    handler({}, None, env=backup_env(consul, bucket))
+
+    def refuse(**_: Any) -> None:
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObjectTagging")
 
-    monkeypatch.setattr("snapshot_backup.backup.retire_beyond_floor", refuse)
-    summary = handler({}, None, env=backup_env(consul, bucket))
-    assert [o["Key"] for o in stored_objects(s3, bucket)] == [summary["key"]]
-    assert summary["retire_error"].startswith("ClientError")
-    record = run_record(capsys.readouterr().out)
+    s3_client = aws_client("s3")
+    s3_client.meta.events.register("before-call.s3.PutObjectTagging", refuse)
+    try:
+        consul.state = RaftState(index=consul.state.index + 1, term=2)
+        summary = handler({}, None, env=backup_env(consul, bucket, KEEP_LATEST="1"))
+    finally:
+        s3_client.meta.events.unregister("before-call.s3.PutObjectTagging", refuse)
+    assert summary["key"] in stored_archives(s3, bucket)
+    assert "AccessDenied" in summary["retire_error"]
+    record = run_record(capsys.readouterr().out.splitlines()[-1])
     assert record["BackupSuccess"] == 1 and record["RetireFailure"] == 1
 
 

@@ -51,13 +51,18 @@ def test_list_is_newest_first_and_ignores_foreign_objects(s3, bucket):
     assert len(lines) == 5
 
 
-def test_verify_latest_reports_index_and_size(consul, s3, bucket):
+def test_verify_latest_reports_identity_content_and_the_manifests_sha256(consul, s3, bucket):
     summary = back_up(consul, bucket)
     result = cli("verify", "--bucket", bucket, "--cluster", "prod", "latest")
     assert result.code == ExitCode.OK, result.err
     assert summary["key"] in result.out
-    assert f"raft index {consul.state.index}, term {consul.state.term}" in result.out
-    assert summary["sha256"] in result.out
+    assert f"raft index {consul.state.index}" in result.out
+    assert f"cluster prod, datacenter dc1, raft term {consul.state.term}" in result.out
+    assert f"sha256 {summary['sha256']}: the same SHA-256 as its manifest records" in result.out
+    as_json = json.loads(cli("verify", "--cluster", "prod", "--bucket", bucket, "latest",
+                             "--json").out)  # fmt: skip
+    assert as_json["sha256_checked"] is True and as_json["sha256"] == summary["sha256"]
+    assert as_json["kv_entries"] == summary["state"]["kv_entries"] > 0
 
 
 def test_verify_fails_on_a_corrupted_object(consul, s3, bucket):
@@ -77,13 +82,25 @@ def test_verify_fails_on_a_corrupted_object(consul, s3, bucket):
     )
 
 
-def test_verify_catches_an_object_that_disagrees_with_its_recorded_sha256(consul, s3, bucket):
+def test_verify_catches_an_object_that_is_not_what_its_manifest_records(consul, s3, bucket):
     summary = back_up(consul, bucket)
-    other = archive_bytes(RaftState(index=7, term=1, data=b"another state"))
-    s3.put_object(Bucket=bucket, Key=summary["key"], Body=other, Metadata={"sha256": "0" * 64})
+    # Another archive, whole and self-consistent, of the same size, under the same key.
+    other = archive_bytes(RaftState(index=consul.state.index, term=1))
+    s3.put_object(Bucket=bucket, Key=summary["key"], Body=other)
     result = cli("verify", "--bucket", bucket, "--cluster", "prod", "latest")
     assert result.code == ExitCode.DEFECTIVE
-    assert "differs from the recorded" in result.err
+    assert f"not the archive its manifest records (SHA-256 {summary['sha256']})" in result.err
+
+
+def test_a_snapshot_without_a_manifest_is_refused_unless_allowed(consul, s3, bucket):
+    summary = back_up(consul, bucket)
+    s3.delete_object(Bucket=bucket, Key=summary["key"].removesuffix(".snap") + ".manifest.json")
+    refused = cli("verify", "--bucket", bucket, "--cluster", "prod", "latest")
+    assert refused.code == ExitCode.DEFECTIVE and "has no manifest" in refused.err
+    allowed = cli("verify", "--bucket", bucket, "--cluster", "prod", "latest",
+                  "--allow-unrecorded", "--json")  # fmt: skip
+    assert allowed.code == ExitCode.OK, allowed.err
+    assert json.loads(allowed.out)["sha256_checked"] is False
 
 
 def test_restore_round_trip_is_byte_identical(s3, bucket):
@@ -110,17 +127,20 @@ def test_restore_round_trip_is_byte_identical(s3, bucket):
     assert f"Restored {summary['key']}" in result.out
 
 
-def test_restore_refuses_a_defective_snapshot_and_sends_nothing(consul, s3, bucket):
+def test_restore_never_delivers_a_whole_defective_snapshot(consul, s3, bucket):
     summary = back_up(consul, bucket)
     stored = s3.get_object(Bucket=bucket, Key=summary["key"])["Body"].read()
+    # Cut in half: the listing's size already disagrees with the manifest's.
     s3.put_object(Bucket=bucket, Key=summary["key"], Body=stored[: len(stored) // 2])
     with ConsulDouble() as target:
         result = cli(
             "restore", "--bucket", bucket, "--cluster", "prod", "latest",
-            "--consul-addr", target.address, "--yes",
+            "--consul-addr", target.address, "--yes", env={"CONSUL_HTTP_TOKEN": "root-token"},
         )  # fmt: skip
         assert result.code == ExitCode.DEFECTIVE
-        assert target.requests == []
+        assert summary["sha256"] in result.err
+        assert [r.method for r in target.requests if r.path == "/v1/snapshot"] == []
+        assert target.restores == 0
 
 
 def test_restore_asks_first_and_sends_nothing_without_a_yes(consul, s3, bucket):
@@ -128,10 +148,11 @@ def test_restore_asks_first_and_sends_nothing_without_a_yes(consul, s3, bucket):
     with ConsulDouble() as target:
         args = ("restore", "--bucket", bucket, "--cluster", "prod", "latest",
                 "--consul-addr", target.address)  # fmt: skip
-        refused = cli(*args, answer="no")
+        token = {"CONSUL_HTTP_TOKEN": "root-token"}
+        refused = cli(*args, env=token, answer="no")
         assert refused.code == ExitCode.NOT_CONFIRMED
-        assert target.requests == []
-        accepted = cli(*args, env={"CONSUL_HTTP_TOKEN": "root-token"}, answer="restore")
+        assert [r for r in target.requests if r.method == "PUT"] == []
+        accepted = cli(*args, env=token, answer="restore")
         assert accepted.code == ExitCode.OK, accepted.err
         assert target.restores == 1
 
@@ -144,7 +165,8 @@ def test_restore_reports_consuls_refusal(consul, s3, bucket):
             "--consul-addr", target.address, "--yes", env={"CONSUL_HTTP_TOKEN": "wrong"},
         )  # fmt: skip
     assert result.code == ExitCode.REMOTE
-    assert "Consul refused the restore (403): ACL not found" in result.err
+    assert "Consul refused" in result.err and "(403): ACL not found" in result.err
+    assert target.restores == 0
 
 
 def test_download_writes_only_a_verified_file(consul, s3, bucket, tmp_path):

@@ -66,12 +66,17 @@ def test_a_plain_token_for_local_runs():
     ("env", "message"),
     [
         ({EnvVar.CLUSTER_NAME: ""}, "CLUSTER_NAME is required"),
-        ({EnvVar.CLUSTER_NAME: "Prod"}, "CLUSTER_NAME 'Prod' must be lowercase letters"),
+        ({EnvVar.CLUSTER_NAME: "Prod"}, "CLUSTER_NAME: 'Prod' is not a valid cluster name"),
         ({EnvVar.BACKUP_BUCKET: " "}, "BACKUP_BUCKET is required"),
         ({EnvVar.CONSUL_HTTP_ADDR: "ftp://x"}, "CONSUL_HTTP_ADDR: 'ftp://x' is not an http://"),
         ({EnvVar.CONSUL_STALE: "maybe"}, "CONSUL_STALE must be true or false, not 'maybe'"),
         ({EnvVar.CONSUL_RETRIES: "7"}, "CONSUL_RETRIES must be a whole number from 0 to 6"),
-        ({EnvVar.CONSUL_READ_TIMEOUT: "soon"}, "CONSUL_READ_TIMEOUT 'soon' is not seconds"),
+        ({EnvVar.CONSUL_READ_TIMEOUT: "soon"}, "CONSUL_READ_TIMEOUT must be seconds from 1"),
+        ({EnvVar.CONSUL_READ_TIMEOUT: "nan"}, "CONSUL_READ_TIMEOUT must be seconds .* not 'nan'"),
+        ({EnvVar.CONSUL_READ_TIMEOUT: "-5"}, "CONSUL_READ_TIMEOUT must be seconds .* not '-5'"),
+        ({EnvVar.CONSUL_RETRIES: "²"}, "CONSUL_RETRIES must be a whole number from 0 to 6"),
+        ({EnvVar.KEEP_LATEST: "0"}, "KEEP_LATEST must be a whole number from 1 to 1000"),
+        ({EnvVar.CONTENT_DROP_PERCENT: "101"}, "CONTENT_DROP_PERCENT must be a whole number from 1"),
     ],
 )
 def test_a_wrong_setting_is_named_before_anything_is_read(env: dict[str, str], message):

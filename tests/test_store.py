@@ -161,7 +161,8 @@ def test_the_archive_read_is_judged_by_the_manifests_sha256():
     with pytest.raises(ManifestMismatchError) as raised:
         check_against(manifest, where="x", sha256="ef" * 32, size=7, raft_index=42, version_id="v2")
     message = str(raised.value)
-    assert f"the manifest recorded {manifest.sha256}" in message
+    assert f"not the archive its manifest records (SHA-256 {manifest.sha256})" in message
+    assert f"its SHA-256 is {'ef' * 32}" in message
     assert "this is version v2, the manifest records version v1 (--version-id v1" in message
 
 

@@ -29,6 +29,7 @@ from tests.archives import (
     CONSUL_META,
     END,
     Snapshot,
+    consul_state_of_length,
     entry,
     gzip_members,
     header,
@@ -128,7 +129,37 @@ INTEGRITY = "failed checking integrity of snapshot: "
 META = "failed to decode snapshot metadata: "
 TYPE = "json: cannot unmarshal "
 
+RAFT = "Raft error when restoring snapshot: "
+FSM = "failed to restore snapshot: "
+
 REFUSED: dict[str, tuple[bytes, str]] = {
+    # Raft copies state.bin as long as meta.json's Size says, and compares.
+    "meta.json Size that disagrees with state.bin": (
+        with_meta(meta_for(S.state, Size=len(S.state) + 1)),
+        f"{RAFT}failed to write snapshot, size didn't match ({len(S.state)} != {len(S.state) + 1})",
+    ),
+    "Size -0, which Go's strconv.ParseInt reads as 0": (
+        with_meta(meta_text(b'"Size":%d' % len(S.state), b'"Size":-0')),
+        f"{RAFT}failed to write snapshot, size didn't match ({len(S.state)} != 0)",
+    ),
+    # Consul reads an absent state.bin, or a link named so, as empty: its FSM
+    # then finds no header to decode.
+    "no state.bin, listed with the hash of nothing": (state_as(None), f"{FSM}EOF"),
+    "state.bin as a symbolic link": (state_as(tarfile.SYMTYPE), f"{FSM}EOF"),
+    # What the FSM's decoding refuses (state_bin's own table has the rest).
+    "an empty state.bin": (S.but(state=b"").archive(), f"{FSM}EOF"),
+    "a state.bin that is not msgpack": (
+        S.but(state=b"\xc1" * 40).archive(),
+        f"{FSM}",
+    ),
+    "a state.bin with a Deregister record": (
+        S.but(state=S.state + b"\x01\x80").archive(),
+        f"{FSM}Unrecognized msg type 1",
+    ),
+    "a state.bin cut inside a record": (
+        S.but(state=S.state[:-3]).archive(),
+        f"{FSM}unexpected EOF",
+    ),
     # Nothing may follow the tar's end marker: Consul reads the stream to its end.
     "tar record padding after the end marker (tarfile stream mode, GNU tar)": (
         gzip.compress(stream_mode_tarfile()),
@@ -419,21 +450,9 @@ STRICTER: dict[str, tuple[bytes, str]] = {
         S.but(sums=sums_joined(b"\r\n")).archive(),
         "is not '<64 lowercase hex>  <name>'",
     ),
-    "meta.json Size that disagrees with state.bin": (
-        with_meta(meta_for(S.state, Size=len(S.state) + 1)),
-        f"meta.json says state.bin has {len(S.state) + 1} bytes but it has {len(S.state)}",
-    ),
     "state.bin in two members, hashed together": (
         twice_hashed_state(),
         "state.bin appears 2 times in the archive",
-    ),
-    "no state.bin, listed with the hash of nothing": (
-        state_as(None),
-        "state.bin appears 0 times in the archive; Consul writes it once (Consul would",
-    ),
-    "state.bin as a symbolic link": (
-        state_as(tarfile.SYMTYPE),
-        "state.bin is not a regular file (tar type '2')",
     ),
     "a meta.json over 1 MiB": (
         with_meta(meta_for(S.state, Padding="x" * (1 << 20))),
@@ -444,10 +463,6 @@ STRICTER: dict[str, tuple[bytes, str]] = {
         "meta.json nests deeper than this verifier reads",
     ),
     "reserved gzip header flags": (gzip_with_reserved_flag(), "sets reserved header flags"),
-    "Size -0, which Go's strconv.ParseInt reads as 0": (
-        with_meta(meta_text(b'"Size":%d' % len(S.state), b'"Size":-0')),
-        f"meta.json says state.bin has 0 bytes but it has {len(S.state)}",
-    ),
 }
 
 
@@ -528,7 +543,7 @@ def test_accepts_framing_that_consuls_reader_takes(case):
 
 
 def test_the_real_meta_json_decodes_with_consuls_types():
-    state = bytes(json.loads(CONSUL_META)["Size"])
+    state = consul_state_of_length(json.loads(CONSUL_META)["Size"])
     report = verify_bytes(S.but(state=state, meta=CONSUL_META).archive())
     assert report.meta == SnapshotMeta(
         index=13, term=2, id="2-13-1602222343947", size=5141, version=1, configuration_index=1
@@ -537,9 +552,12 @@ def test_the_real_meta_json_decodes_with_consuls_types():
 
 def test_a_meta_json_of_null_reads_as_zero_as_in_consul():
     # Consul decodes into a pointer: null leaves every field at zero. Size 0 then
-    # matches an empty state.bin, so the archive passes.
-    report = verify_bytes(S.but(state=b"", meta=b"null\n").archive())
-    assert report.meta == SnapshotMeta()
+    # matches an empty state.bin, so the archive reaches the FSM, which finds no
+    # header in it: Consul's restore fails there, and so does the verifier.
+    meta = []
+    with pytest.raises(ArchiveError, match=f"^{FSM}EOF"):
+        verify_archive(io.BytesIO(S.but(state=b"", meta=b"null\n").archive()), meta.append)
+    assert meta == [SnapshotMeta()]
 
 
 def test_on_meta_hears_the_metadata_before_the_state_streams():

@@ -1,17 +1,31 @@
-"""One backup run: stream a Consul snapshot into S3, verified in one pass.
+"""One backup run: a Consul snapshot into S3, verified and decoded in one pass, then anchored.
 
-Wires the pieces in ``snapshot_backup``: the Consul client opens the snapshot,
-every byte goes both to the S3 upload and to the archive verifier, and the
-upload is published only once the verifier has proven the archive whole. Any
-failure aborts the upload, is logged as a failed run, and is raised again so
-that Lambda counts an error and the alarms fire.
+The run, step by step (``run_backup``):
+
+1. ``GET /v1/snapshot`` (``consul``): retried before the first byte, within the
+   invocation's deadline; a rotated token is read again once.
+2. Every byte goes, as it arrives, to the S3 upload and to the verifier, which
+   reads the archive as Consul's restore does, ``state.bin`` decoded
+   (``verify``). The object is named after ``meta.json`` (Consul writes it
+   first): its Raft index orders snapshots, not the ``X-Consul-Index`` header.
+3. Only a proven archive is published, never over an existing object
+   (``s3_upload``): a run that meets a snapshot at its key records "already
+   stored". Anything else aborts the upload: no object, no open upload.
+4. Its manifest is written beside it, once (``manifest``): SHA-256, version,
+   identity, content. A snapshot that lost content against the one before it
+   is flagged, and the last good one held (``retention``).
+5. The floor retires what fell out of it (``retention``), as time allows.
+
+Failures are raised (Lambda counts an error and the alarms fire) after the
+run's line was printed (``entry``).
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,24 +34,25 @@ import urllib3
 from .aws_clients import aws_client
 from .consul import ConsulClient, ConsulError, SnapshotStream
 from .deadline import STALLED, TOO_SLOW, Deadline, DeadlineError
-from .environment import EnvVar
-from .keys import snapshot_key
-from .retention import retire_beyond_floor
-from .s3_upload import MetadataTooLateError, StreamingUpload
+from .entry import run_entry
+from .keys import SnapshotKey
+from .manifest import Manifest
+from .retention import apply_floor, content_drops, hold_last_good
+from .s3_upload import AlreadyStoredError, MetadataTooLateError, StoredObject, StreamingUpload
 from .settings import BackupSettings, load_settings
-from .store import SnapshotStore
-from .telemetry import emit, run_record
-from .token_source import reread_token, token_redactor
-from .verify import SnapshotMeta, TeeReader, verify_archive
-
-
-def consul_client_for(settings: BackupSettings, deadline: Deadline) -> ConsulClient:
-    # Every attempt to reach Consul, and every wait between them, ends by the deadline.
-    return ConsulClient(settings.consul, deadline=deadline)
-
+from .store import SnapshotStore, StoredSnapshot, by_time
+from .telemetry import run_record
+from .token_source import reread_token
+from .verify import ArchiveReport, SnapshotMeta, StricterThanConsulError, TeeReader, verify_archive
 
 # Consul's answers to a token it does not accept (any more).
 TOKEN_REFUSED = frozenset({401, 403})
+# The floor's tagging goes on while at least this much of the deadline is left:
+# what is not retired now, the next run retires.
+FLOOR_SECONDS_LEFT = 5.0
+# meta.json's Size is state.bin's length; the gzip archive around it is at most
+# that, plus deflate's worst case (5 bytes per 16 KiB stored block) and headers.
+ARCHIVE_OVERHEAD_BYTES = 1 << 20
 
 
 def open_snapshot(consul: ConsulClient) -> SnapshotStream:
@@ -64,131 +79,297 @@ def open_snapshot(consul: ConsulClient) -> SnapshotStream:
         return consul.open_snapshot()
 
 
-def _snapshot_metadata(settings: BackupSettings, snapshot: SnapshotStream) -> dict[str, str]:
-    metadata = {
-        "cluster": settings.cluster_name,
-        "consul-index": str(snapshot.consul_index),
-        "known-leader": "true" if snapshot.known_leader else "false",
-        "last-contact-ms": str(snapshot.last_contact_ms),
-    }
-    if settings.consul.datacenter:
-        metadata["datacenter"] = settings.consul.datacenter
-    return metadata
+@dataclass
+class RunSummary:
+    """What one run did: the run's line in the logs, and the handler's return value."""
+
+    cluster: str
+    bucket: str
+    key: str
+    result: str  # "stored", or "already stored" when a run met a snapshot at its key
+    bytes: int = 0
+    sha256: str | None = None
+    crc32: str | None = None
+    version_id: str | None = None
+    parts: int = 0
+    raft_index: int = 0
+    raft_term: int = 0
+    datacenter: str | None = None
+    consul_index: int | None = None
+    known_leader: bool = False
+    state: dict[str, Any] | None = None
+    content_drop: dict[str, Any] | None = None
+    held: str | None = None
+    floor: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def as_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record.update(record.pop("floor"))
+        if not record["notes"]:
+            del record["notes"]
+        return {name: value for name, value in record.items() if value is not None}
 
 
-def run_backup(
-    settings: BackupSettings, consul: ConsulClient, s3: Any, deadline: Deadline | None = None
-) -> dict[str, Any]:
-    """Take one snapshot and store it; returns the summary of what was stored."""
-    deadline = deadline or Deadline(None)
-    deadline.check(why="no time left in this invocation to take a snapshot")
-    snapshot = open_snapshot(consul)
-    taken_at = datetime.now(UTC)
-    key = snapshot_key(settings.prefix, settings.cluster_name, taken_at, snapshot.consul_index)
-    upload = StreamingUpload(
-        s3=s3, bucket=settings.bucket, key=key, metadata=_snapshot_metadata(settings, snapshot)
-    )
-    omitted: list[str] = []
+@dataclass
+class _Taken:
+    """A snapshot as it streams: when it was taken, and the name ``meta.json`` gives it."""
+
+    settings: BackupSettings
+    stream: SnapshotStream
+    datacenter: str | None
+    taken_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: float = field(default_factory=time.monotonic)
+    name: SnapshotKey | None = None
+
+    def metadata(self) -> dict[str, str]:
+        """The object's S3 metadata: what the console shows without reading the manifest."""
+        metadata = {
+            "cluster": self.settings.cluster_name,
+            "known-leader": "true" if self.stream.known_leader else "false",
+        }
+        if self.stream.consul_index is not None:
+            metadata["consul-index"] = str(self.stream.consul_index)
+        if self.stream.last_contact_ms is not None:
+            metadata["last-contact-ms"] = str(self.stream.last_contact_ms)
+        if self.datacenter:
+            metadata["datacenter"] = self.datacenter
+        return metadata
+
+    def named_by(self, upload: StreamingUpload) -> Callable[[SnapshotMeta], None]:
+        """What to do when ``meta.json`` has streamed past: name the object, size its parts."""
+
+        def name_it(meta: SnapshotMeta) -> None:
+            settings = self.settings
+            self.name = SnapshotKey.of(
+                settings.prefix, settings.cluster_name, self.taken_at, meta.index
+            )
+            upload.set_key(self.name.key)
+            upload.add_metadata({"raft-index": str(meta.index), "raft-term": str(meta.term)})
+            upload.plan_for(max(meta.size, 0) + max(meta.size, 0) // 3000 + ARCHIVE_OVERHEAD_BYTES)
+
+        return name_it
+
+    def index_note(self, meta: SnapshotMeta) -> str | None:
+        """Why the ``X-Consul-Index`` header is not the snapshot's Raft index, if it is not."""
+        header = self.stream.consul_index_header
+        if self.stream.consul_index == meta.index:
+            return None
+        if header is None:
+            return f"no X-Consul-Index header; meta.json says {meta.index}"
+        return f"X-Consul-Index {header!r}, meta.json says {meta.index}"
+
+
+@contextmanager
+def _closing(stream: SnapshotStream) -> Iterator[SnapshotStream]:
+    try:
+        yield stream
+    finally:
+        stream.close()
+
+
+def _verified_stream(taken: _Taken, upload: StreamingUpload, deadline: Deadline) -> ArchiveReport:
+    """Read the archive once, into the upload and through the verifier; its report."""
 
     def store(data: bytes) -> None:
         deadline.check(upload.size)
         upload.write(data)
 
-    def record_meta(meta: SnapshotMeta) -> None:
-        raft = {"raft-index": str(meta.index), "raft-term": str(meta.term)}
-        try:
-            upload.add_metadata(raft)
-        except MetadataTooLateError:
-            # Only an archive whose meta.json comes after 8 MiB of state gets here;
-            # Consul writes it first. The summary says what the object lacks.
-            omitted.extend(raft)
-
-    guard = deadline.guard(snapshot)
-    cut_at_deadline = False
+    guard = deadline.guard(taken.stream)
     try:
-        try:
-            report = verify_archive(TeeReader(snapshot.archive, store), on_meta=record_meta)
-        except urllib3.exceptions.HTTPError as exc:
-            raise ConsulError(f"the snapshot stream from Consul broke off: {exc}") from exc
-        finally:
-            # The stream is read (or failed); S3's calls have botocore's timeouts.
-            cut_at_deadline = guard.stop()
-        if cut_at_deadline:  # verified, but only just as the deadline passed
-            raise deadline.error(upload.size, TOO_SLOW)
-        stored = upload.commit()
+        report = _read_archive(TeeReader(taken.stream.archive, store), taken.named_by(upload))
     except BaseException as failure:
-        try:
-            upload.abort()
-        except Exception as cleanup:  # noqa: BLE001 - the original error is the one raised
-            failure.add_note(
-                f"aborting the upload failed too ({cleanup}); "
-                "the bucket's lifecycle rule removes incomplete uploads after a day"
-            )
-        if cut_at_deadline and not isinstance(failure, DeadlineError):
+        if guard.stop() and not isinstance(failure, DeadlineError):
+            # The stream ended because the guard cut it: it had stalled.
             raise deadline.error(upload.size, STALLED) from failure
         raise
-    finally:
-        snapshot.close()
-    summary: dict[str, Any] = {
-        "cluster": settings.cluster_name,
-        "bucket": stored.bucket,
-        "key": stored.key,
-        "version_id": stored.version_id,
-        "bytes": stored.size,
-        "sha256": stored.sha256,
-        "raft_index": report.meta.index,
-        "raft_term": report.meta.term,
-        "consul_index": snapshot.consul_index,
-        "known_leader": snapshot.known_leader,
-        "parts": stored.parts,
-    }
-    if omitted:
-        summary["metadata_omitted"] = omitted
-    summary.update(_retire_beyond_floor(settings, s3))
+    if guard.stop():  # verified, but only just as the deadline passed
+        raise deadline.error(upload.size, TOO_SLOW)
+    return report
+
+
+def _read_archive(source: TeeReader, on_meta: Callable[[SnapshotMeta], None]) -> ArchiveReport:
+    try:
+        return verify_archive(source, on_meta=on_meta)
+    except urllib3.exceptions.HTTPError as exc:
+        raise ConsulError(f"the snapshot stream from Consul broke off: {exc}") from exc
+    except MetadataTooLateError as exc:
+        raise StricterThanConsulError(
+            "meta.json did not come within the first part of the archive: the snapshot is named "
+            "after its Raft index before the upload starts, and Consul writes meta.json first"
+        ) from exc
+
+
+def _store_archive(
+    settings: BackupSettings, taken: _Taken, s3: Any, deadline: Deadline
+) -> tuple[StoredObject | None, ArchiveReport]:
+    """The archive, verified and stored; None for the object when its key was taken already."""
+    with (
+        _closing(taken.stream),
+        StreamingUpload(s3, settings.bucket, metadata=taken.metadata()) as upload,
+    ):
+        report = _verified_stream(taken, upload, deadline)
+        try:
+            return upload.commit(), report
+        except AlreadyStoredError:
+            return None, report
+
+
+def _datacenter(settings: BackupSettings, consul: ConsulClient) -> tuple[str | None, str | None]:
+    """The datacenter the snapshot comes from, for the manifest; and why it is unknown, if so."""
+    if settings.consul.datacenter:  # dc=... asks that datacenter's servers
+        return settings.consul.datacenter, None
+    try:
+        return consul.agent_datacenter(), None
+    except ConsulError as exc:  # identity is recorded best-effort; the snapshot is what counts
+        return None, f"datacenter unknown: {exc}"
+
+
+def run_backup(
+    settings: BackupSettings, consul: ConsulClient, s3: Any, deadline: Deadline | None = None
+) -> RunSummary:
+    """Take one snapshot, store it, anchor it; what was done."""
+    deadline = deadline or Deadline(None)
+    deadline.check(why="no time left in this invocation to take a snapshot")
+    taken = _Taken(settings, open_snapshot(consul), settings.consul.datacenter)
+    stored, report = _store_archive(settings, taken, s3, deadline)
+    # Asked after the snapshot is safe: the snapshot's time is the scarce one.
+    datacenter, dc_note = _datacenter(settings, consul)
+    assert taken.name is not None  # meta.json was decoded, or the archive was refused
+    summary = RunSummary(
+        cluster=settings.cluster_name,
+        bucket=settings.bucket,
+        key=taken.name.key,
+        result="stored" if stored is not None else "already stored",
+        raft_index=report.meta.index,
+        raft_term=report.meta.term,
+        datacenter=datacenter,
+        consul_index=taken.stream.consul_index,
+        known_leader=taken.stream.known_leader,
+        state=report.state.to_dict() if report.state is not None else None,
+        notes=[note for note in (dc_note, taken.index_note(report.meta)) if note],
+    )
+    if stored is None:  # the run that stored it anchors it and moves the floor
+        return summary
+    summary.bytes, summary.sha256, summary.crc32 = stored.size, stored.sha256, stored.crc32
+    summary.version_id, summary.parts = stored.version_id, stored.parts
+    store = SnapshotStore(s3, settings.bucket, settings.prefix)
+    _anchor(store, settings, taken, report, summary)
+    summary.floor = _move_floor(store, settings, deadline)
     return summary
 
 
-def _retire_beyond_floor(settings: BackupSettings, s3: Any) -> dict[str, Any]:
-    """After a stored snapshot, let the ones beyond the newest ``keep_latest`` expire.
-
-    The snapshot is stored whatever happens here; a failure only delays expiry
-    (the next run retires what this one could not), so it is reported, not raised.
-    """
-    store = SnapshotStore(s3, settings.bucket, settings.prefix)
+def _anchor(
+    store: SnapshotStore,
+    settings: BackupSettings,
+    taken: _Taken,
+    report: ArchiveReport,
+    summary: RunSummary,
+) -> None:
+    """Judge the content against the snapshot before, write the manifest, hold if flagged."""
+    assert taken.name is not None
+    earlier = _taken_before(store, taken.name)
+    summary.content_drop = _content_drop(store, earlier, summary.state, settings)
+    manifest = Manifest(
+        cluster=settings.cluster_name,
+        key=taken.name.key,
+        version_id=summary.version_id if summary.version_id not in (None, "null") else None,
+        size=summary.bytes,
+        sha256=summary.sha256 or "",
+        crc32=summary.crc32,
+        raft_index=report.meta.index,
+        raft_term=report.meta.term,
+        raft_id=report.meta.id,
+        datacenter=summary.datacenter,
+        consul_index=summary.consul_index,
+        known_leader=summary.known_leader,
+        last_contact_ms=taken.stream.last_contact_ms,
+        taken_at=taken.taken_at,
+        duration_s=round(time.monotonic() - taken.started, 3),
+        state=summary.state,
+        content_drop=summary.content_drop,
+    )
     try:
-        return {"retired": retire_beyond_floor(store, settings.cluster_name, settings.keep_latest)}
+        store.write_manifest(taken.name, manifest)
+    except Exception as exc:
+        exc.add_note(
+            f"s3://{store.bucket}/{taken.name.key} is stored and verified, but its manifest "
+            "is not: readers refuse it (consul-backup ... --allow-unrecorded reads it)"
+        )
+        raise
+    if summary.content_drop:
+        summary.held = _hold(store, taken.name, earlier, summary)
+
+
+def _taken_before(store: SnapshotStore, name: SnapshotKey) -> list[StoredSnapshot]:
+    """The cluster's other snapshots taken before this one, the newest first."""
+    others = [s for s in store.list(name.cluster) if s.key != name.key]
+    before = [s for s in others if s.taken_at <= name.taken_at]
+    return sorted(before, key=by_time, reverse=True)
+
+
+def _content_drop(
+    store: SnapshotStore,
+    earlier: list[StoredSnapshot],
+    state: Mapping[str, Any] | None,
+    settings: BackupSettings,
+) -> dict[str, Any] | None:
+    """What fell steeply against the snapshot taken before this one (None: nothing, or unknown)."""
+    if state is None or not earlier or not earlier[0].has_manifest:
+        return None
+    previous = store.read_manifest(earlier[0])
+    if previous is None or previous.state is None:
+        return None
+    dropped = content_drops(previous.state, state, settings.content_drop_percent)
+    if not dropped:
+        return None
+    return {"previous": previous.key, "percent": settings.content_drop_percent, "dropped": dropped}
+
+
+def _hold(
+    store: SnapshotStore, name: SnapshotKey, earlier: list[StoredSnapshot], summary: RunSummary
+) -> str | None:
+    """Hold the last good snapshot; a failure is reported (the content-drop alarm fires anyway)."""
+    assert summary.content_drop is not None
+    what = ", ".join(
+        f"{count} {change['from']} -> {change['to']}"
+        for count, change in summary.content_drop["dropped"].items()
+    )
+    flagged = StoredSnapshot(name, summary.bytes, has_manifest=True)
+    try:
+        return hold_last_good(store, flagged, earlier, f"content dropped: {what}")
+    except Exception as exc:  # noqa: BLE001 - the snapshot is stored; say what failed
+        summary.notes.append(f"holding the last good snapshot failed: {type(exc).__name__}: {exc}")
+        return None
+
+
+def _move_floor(
+    store: SnapshotStore, settings: BackupSettings, deadline: Deadline
+) -> dict[str, Any]:
+    """Retire what fell out of the floor; a failure only delays expiry, so it is reported."""
+
+    def time_left() -> bool:
+        left = deadline.remaining()
+        return left is None or left > FLOOR_SECONDS_LEFT
+
+    try:
+        return apply_floor(
+            store, settings.cluster_name, settings.keep_latest, time_left
+        ).as_record()
     except Exception as exc:  # noqa: BLE001 - the backup itself succeeded
         return {"retire_error": f"{type(exc).__name__}: {exc}"}
 
 
-def handler(event: Any, context: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Lambda's entry point: one backup, one JSON line, and no token in either's text.
+def _backup(env: Mapping[str, str], deadline: Deadline) -> dict[str, Any]:
+    settings = deadline.run_within(
+        lambda: load_settings(env, lambda: aws_client("secretsmanager")),
+        "reading the settings and the Consul token",
+    )
+    # Every attempt to reach Consul, and every wait between them, ends by the deadline.
+    consul = ConsulClient(settings.consul, deadline=deadline)
+    return run_backup(settings, consul, aws_client("s3"), deadline).as_record()
 
-    Every record and error is put through the token redactor, so that whatever
-    carries a token's bytes (a header error, an echo in a proxy's answer) is
-    logged and raised without them. A failure is raised outside the ``except``
-    block, so that a stand-in for an error that could not be cleaned does not
-    carry the original as its context.
-    """
-    env = os.environ if env is None else env
-    started = time.monotonic()
-    cluster = env.get(EnvVar.CLUSTER_NAME, "") or "unknown"
-    try:
-        deadline = Deadline.from_context(context)
-        settings = deadline.run_within(
-            lambda: load_settings(env, lambda: aws_client("secretsmanager")),
-            "reading the settings and the Consul token",
-        )
-        consul = consul_client_for(settings, deadline)
-        summary = run_backup(settings, consul, aws_client("s3"), deadline)
-    except Exception as exc:  # noqa: BLE001 - logged, then raised below
-        redactor = token_redactor()
-        failure = redactor.exception(exc)
-        notes = "".join(f" ({note})" for note in getattr(failure, "__notes__", ()))
-        details = {"error": redactor.text(f"{type(failure).__name__}: {failure}{notes}")}
-        emit(run_record(cluster, False, time.monotonic() - started, 0, details))
-    else:
-        summary = token_redactor().record(summary)
-        emit(run_record(cluster, True, time.monotonic() - started, summary["bytes"], summary))
-        return summary
-    raise failure
+
+def handler(event: Any, context: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Lambda's entry point: one backup, one JSON line (``entry``), no token in either."""
+    return run_entry(env, context, _backup, run_record)

@@ -8,11 +8,12 @@ client never trusts a snapshot: callers must verify what they read.
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import IO, Any, Protocol, cast
 from urllib.parse import quote, urlsplit
@@ -23,6 +24,8 @@ from .deadline import MIN_WAIT_SECONDS, Deadline
 from .gunzip import GunzipReader
 
 SNAPSHOT_PATH = "/v1/snapshot"
+AGENT_SELF_PATH = "/v1/agent/self"
+AGENT_SELF_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 300.0
 RETRY_DELAY_CAP = 30.0
@@ -85,9 +88,23 @@ class SnapshotStream:
     """An open ``GET /v1/snapshot`` response: headers known, body not yet read."""
 
     response: Any  # urllib3.BaseHTTPResponse
-    consul_index: int
+    # The headers as sent; None when absent or not a number. Informational only:
+    # the snapshot's identity is its meta.json, which a proxy cannot strip.
+    consul_index: int | None
     known_leader: bool
-    last_contact_ms: int
+    last_contact_ms: int | None
+    consul_index_header: str | None = None
+
+    @classmethod
+    def of(cls, response: Any) -> SnapshotStream:
+        headers = response.headers
+        return cls(
+            response=response,
+            consul_index=_header_number(headers.get("X-Consul-Index")),
+            known_leader=headers.get("X-Consul-KnownLeader", "") == "true",
+            last_contact_ms=_header_number(headers.get("X-Consul-LastContact")),
+            consul_index_header=headers.get("X-Consul-Index"),
+        )
 
     @property
     def archive(self) -> IO[bytes]:
@@ -118,6 +135,15 @@ class SnapshotStream:
         # Closed first: a half-read connection must never go back to the pool.
         self.response.close()
         self.response.release_conn()
+
+
+def _header_number(value: str | None) -> int | None:
+    """An unsigned decimal header value; None for one that is absent, negative or not a number."""
+    text = (value or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
+        return None
+    number = int(text)
+    return number if number < 1 << 64 else None
 
 
 def _build_pool(settings: ConsulSettings) -> urllib3.PoolManager:
@@ -210,12 +236,7 @@ class ConsulClient:
                 self._retry_or_raise(attempt, unreachable, cause=exc)
                 continue
             if response.status == 200:
-                return SnapshotStream(
-                    response=response,
-                    consul_index=int(response.headers.get("X-Consul-Index", "0") or 0),
-                    known_leader=response.headers.get("X-Consul-KnownLeader", "") == "true",
-                    last_contact_ms=int(response.headers.get("X-Consul-LastContact", "0") or 0),
-                )
+                return SnapshotStream.of(response)
             body = _body_text(response)
             response.release_conn()
             refused = ConsulError(
@@ -269,8 +290,50 @@ class ConsulClient:
         else:
             raise failure
 
-    def restore_snapshot(self, archive: ByteSource, size: int | None = None) -> None:
-        """``PUT /v1/snapshot`` with the raw archive, streamed from ``archive``."""
+    def agent_datacenter(self, wait: float = AGENT_SELF_TIMEOUT) -> str:
+        """The datacenter of the agent at the address (``GET /v1/agent/self``, Config.Datacenter).
+
+        A snapshot restores into a datacenter of the same name: the backup
+        records it in the manifest, and ``restore`` compares the target's with it.
+        The agent answers from memory: ``wait`` is short, and ends by the deadline.
+        """
+        left = self.deadline.remaining()
+        wait = wait if left is None else min(wait, left)
+        if wait < MIN_WAIT_SECONDS:
+            raise ConsulError(f"no time left to ask Consul at {self.base_url} its datacenter")
+        try:
+            response = self._pool.request(
+                "GET",
+                self.base_url + AGENT_SELF_PATH,
+                headers=self._headers(),
+                timeout=urllib3.Timeout(total=wait),
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise ConsulError(f"Consul at {self.base_url} is unreachable: {exc}") from exc
+        text = response.data.decode("utf-8", "replace")
+        if response.status != 200:
+            raise ConsulError(
+                f"Consul refused {AGENT_SELF_PATH} ({response.status}): {text.strip()[:500]}",
+                status=response.status,
+                body=text,
+            )
+        try:
+            datacenter = json.loads(text)["Config"]["Datacenter"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConsulError(f"{AGENT_SELF_PATH} did not say its datacenter") from exc
+        if not isinstance(datacenter, str) or not datacenter:
+            raise ConsulError(f"{AGENT_SELF_PATH} did not say its datacenter")
+        return datacenter
+
+    def restore_snapshot(
+        self, archive: ByteSource | Iterable[bytes], size: int | None = None
+    ) -> None:
+        """``PUT /v1/snapshot`` with the raw archive, streamed from ``archive``.
+
+        ``archive`` is a file-like object or an iterable of chunks; an exception
+        the iterable raises cuts the request short of ``size``, and Consul, which
+        reads the whole archive before it restores, restores nothing.
+        """
         headers = self._headers()
         headers["Content-Type"] = "application/octet-stream"
         if size is not None:

@@ -101,10 +101,6 @@ class Manifest:
             name.raft_index,
         )
 
-    @property
-    def sha256_label(self) -> str:
-        return f"SHA-256 {self.sha256} recorded in its manifest"
-
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
@@ -169,7 +165,7 @@ def check_against(
     """
     problems = []
     if sha256 != manifest.sha256:
-        problems.append(f"its SHA-256 is {sha256}, the manifest recorded {manifest.sha256}")
+        problems.append(f"its SHA-256 is {sha256}")
     if size != manifest.size:
         problems.append(f"it has {size} bytes, the manifest recorded {manifest.size}")
     if raft_index != manifest.raft_index:
@@ -185,6 +181,11 @@ def check_against(
             f"manifest records version {manifest.version_id} (--version-id "
             f"{manifest.version_id} reads that one)"
         )
-    raise ManifestMismatchError(
-        f"{where}: not the archive its manifest records: " + "; ".join(problems) + replaced
+    raise mismatch(where, manifest, "; ".join(problems) + replaced)
+
+
+def mismatch(where: str, manifest: Manifest, problems: str) -> ManifestMismatchError:
+    """The error every reader raises: it names the SHA-256 the manifest recorded."""
+    return ManifestMismatchError(
+        f"{where}: not the archive its manifest records (SHA-256 {manifest.sha256}): {problems}"
     )

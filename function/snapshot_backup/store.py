@@ -280,13 +280,22 @@ class SnapshotStore:
         return self.archive_state(snapshot.key)
 
     def archive_state(self, key: str) -> ArchiveState:
+        return archive_state_of(self.head(key))
+
+    def head(self, key: str, version_id: str | None = None) -> dict[str, Any]:
+        """HeadObject; a missing object or version is ``SnapshotNotFoundError``."""
+        extra = {"VersionId": version_id} if version_id else {}
         try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=key)
+            head: dict[str, Any] = self.s3.head_object(Bucket=self.bucket, Key=key, **extra)
         except self.s3.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise SnapshotNotFoundError(f"s3://{self.bucket}/{key} does not exist") from exc
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound", "NoSuchVersion", "400"):
+                which = f" version {version_id}" if version_id else ""
+                raise SnapshotNotFoundError(
+                    f"s3://{self.bucket}/{key}{which} does not exist"
+                ) from exc
             raise
-        return archive_state_of(head)
+        return head
 
     def open(self, key: str, version_id: str | None = None) -> dict[str, Any]:
         """GetObject, streaming; the body is read as it arrives."""

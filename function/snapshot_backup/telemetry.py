@@ -37,9 +37,24 @@ VERIFIED_BYTES_METRIC = "VerifiedBytes"
 VERIFY_DURATION_METRIC = "VerifyDuration"
 
 
-def run_record(
-    cluster: str, succeeded: bool, duration_s: float, size: int, details: dict[str, Any]
+# What each run's summary holds about the state (``state_bin.StateSummary``),
+# shown as trends: summary count -> metric.
+STATE_METRICS = {
+    "kv_entries": KV_ENTRIES_METRIC,
+    "service_instances": SERVICE_INSTANCES_METRIC,
+    "nodes": NODES_METRIC,
+    "acl_tokens": ACL_TOKENS_METRIC,
+    "state_bytes": STATE_BYTES_METRIC,
+}
+_UNITS = {STATE_BYTES_METRIC: "Bytes"}
+
+Metrics = dict[str, tuple[float, str]]
+
+
+def metric_record(
+    cluster: str, outcome: str, metrics: Metrics, details: dict[str, Any]
 ) -> dict[str, Any]:
+    """One line in CloudWatch's embedded metric format: ``details`` for people, ``metrics``."""
     return {
         "_aws": {
             "Timestamp": int(time.time() * 1000),
@@ -48,56 +63,52 @@ def run_record(
                     "Namespace": NAMESPACE,
                     "Dimensions": [[CLUSTER_DIMENSION]],
                     "Metrics": [
-                        {"Name": SUCCESS_METRIC, "Unit": "Count"},
-                        {"Name": FAILURE_METRIC, "Unit": "Count"},
-                        {"Name": BYTES_METRIC, "Unit": "Bytes"},
-                        {"Name": DURATION_METRIC, "Unit": "Milliseconds"},
-                        {"Name": RETIRE_FAILURE_METRIC, "Unit": "Count"},
+                        {"Name": name, "Unit": unit} for name, (_, unit) in metrics.items()
                     ],
                 }
             ],
         },
         CLUSTER_DIMENSION: cluster,
-        "outcome": "success" if succeeded else "failure",
-        SUCCESS_METRIC: 1 if succeeded else 0,
-        FAILURE_METRIC: 0 if succeeded else 1,
-        BYTES_METRIC: size,
-        DURATION_METRIC: round(duration_s * 1000, 1),
-        RETIRE_FAILURE_METRIC: 1 if "retire_error" in details else 0,
         **details,
+        "outcome": outcome,
+        **{name: value for name, (value, _) in metrics.items()},
     }
+
+
+def run_record(
+    cluster: str, succeeded: bool, duration_s: float, details: dict[str, Any]
+) -> dict[str, Any]:
+    """A backup's line: its outcome and, once stored, the size and content of the snapshot."""
+    metrics: Metrics = {
+        SUCCESS_METRIC: (1 if succeeded else 0, "Count"),
+        FAILURE_METRIC: (0 if succeeded else 1, "Count"),
+        BYTES_METRIC: (details.get("bytes", 0), "Bytes"),
+        DURATION_METRIC: (round(duration_s * 1000, 1), "Milliseconds"),
+        RETIRE_FAILURE_METRIC: (1 if details.get("retire_error") else 0, "Count"),
+    }
+    state = details.get("state")
+    if succeeded and isinstance(state, dict):
+        for count, metric in STATE_METRICS.items():
+            if isinstance(state.get(count), int):
+                metrics[metric] = (state[count], _UNITS.get(metric, "Count"))
+        metrics[CONTENT_DROP_METRIC] = (1 if details.get("content_drop") else 0, "Count")
+    return metric_record(cluster, "success" if succeeded else "failure", metrics, details)
 
 
 def verify_record(
     cluster: str, succeeded: bool, duration_s: float, details: dict[str, Any]
 ) -> dict[str, Any]:
     """The re-verification's line: its outcome, and the age of the newest proven snapshot."""
-    age = details.get("newest_verified_age_s")
-    metrics = [
-        {"Name": VERIFY_SUCCESS_METRIC, "Unit": "Count"},
-        {"Name": VERIFY_FAILURE_METRIC, "Unit": "Count"},
-        {"Name": VERIFIED_BYTES_METRIC, "Unit": "Bytes"},
-        {"Name": VERIFY_DURATION_METRIC, "Unit": "Milliseconds"},
-    ]
-    record: dict[str, Any] = {
-        "_aws": {
-            "Timestamp": int(time.time() * 1000),
-            "CloudWatchMetrics": [
-                {"Namespace": NAMESPACE, "Dimensions": [[CLUSTER_DIMENSION]], "Metrics": metrics}
-            ],
-        },
-        CLUSTER_DIMENSION: cluster,
-        "outcome": "verified" if succeeded else "failure",
-        VERIFY_SUCCESS_METRIC: 1 if succeeded else 0,
-        VERIFY_FAILURE_METRIC: 0 if succeeded else 1,
-        VERIFIED_BYTES_METRIC: details.get("bytes", 0),
-        VERIFY_DURATION_METRIC: round(duration_s * 1000, 1),
-        **details,
+    metrics: Metrics = {
+        VERIFY_SUCCESS_METRIC: (1 if succeeded else 0, "Count"),
+        VERIFY_FAILURE_METRIC: (0 if succeeded else 1, "Count"),
+        VERIFIED_BYTES_METRIC: (details.get("bytes", 0), "Bytes"),
+        VERIFY_DURATION_METRIC: (round(duration_s * 1000, 1), "Milliseconds"),
     }
+    age = details.get("newest_verified_age_s")
     if age is not None:
-        metrics.append({"Name": VERIFIED_AGE_METRIC, "Unit": "Seconds"})
-        record[VERIFIED_AGE_METRIC] = age
-    return record
+        metrics[VERIFIED_AGE_METRIC] = (age, "Seconds")
+    return metric_record(cluster, "verified" if succeeded else "failure", metrics, details)
 
 
 def emit(record: dict[str, Any], stream: TextIO | None = None) -> None:

@@ -1,7 +1,7 @@
-"""Verify a Consul snapshot archive while it streams past, exactly as Consul reads it.
+"""Verify a Consul snapshot archive while it streams past, exactly as Consul restores it.
 
 Consul restores (and ``consul snapshot inspect`` verifies) an archive like this,
-and so does ``verify_archive``, step for step and in Consul's words:
+and so does ``verify_archive``, step for step, in Consul's order and words:
 
 1. the body must open with a gzip header (``failed to decompress snapshot: ...``);
 2. tar members are read with Go's rules (``tar_reader``) until the end marker;
@@ -9,13 +9,16 @@ and so does ``verify_archive``, step for step and in Consul's words:
    ``meta.json`` is decoded into Raft's typed fields (``snapshot_meta``);
 3. ``SHA256SUMS`` is checked line by line against the members' hashes (``sha256sums``);
 4. the decompressed stream is read to its end: gzip trailers are checked, and
-   any byte left after the tar is fatal (``<N> unread uncompressed bytes remain``).
+   any byte left after the tar is fatal (``<N> unread uncompressed bytes remain``);
+5. then Raft's restore: the snapshot version (0 or 1), ``state.bin``'s length
+   against ``meta.json``'s ``Size``, and the FSM decoding ``state.bin``
+   (``state_bin``, fed as the member streams past, its verdict held until here).
 
 Then the rules where we are stricter than Consul, each raised as
-``StricterThanConsulError`` (README, "How a backup works", says why): every
+``StricterThanConsulError`` (README, "Where we are stricter", says why): every
 member present exactly once as a regular file; ``SHA256SUMS`` exactly as Consul
-writes it; ``Size`` in ``meta.json`` equal to ``state.bin``'s length; size caps
-on ``meta.json`` and ``SHA256SUMS``; no reserved gzip header flags.
+writes it; size caps on ``meta.json`` and ``SHA256SUMS``; no reserved gzip
+header flags; ``state.bin`` records shaped as Consul's writer shapes them.
 
 The verifier pulls from any file-like object and reads it exactly once, so it can
 sit in the middle of a transfer (see ``TeeReader``) instead of needing a scratch
@@ -46,6 +49,7 @@ from .snapshot_meta import (
     decode_meta,
     unsupported_version,
 )
+from .state_bin import StateDecoder, StateError, StateSummary, StricterStateError
 from .tar_reader import TarFormatError, TarMember, TarReader
 
 # meta.json and SHA256SUMS are a few hundred bytes in practice; the caps stop a
@@ -82,6 +86,7 @@ class ArchiveReport:
     meta: SnapshotMeta
     member_sha256: dict[str, str]
     state_bytes: int
+    state: StateSummary | None = None  # what state.bin holds, decoded as Consul's restore does
 
 
 class TeeReader:
@@ -116,17 +121,24 @@ _READ_CONTEXT = {
 }
 
 
-def verify_archive(stream: IO[bytes] | Any, on_meta: MetaCallback | None = None) -> ArchiveReport:
+def verify_archive(
+    stream: IO[bytes] | Any,
+    on_meta: MetaCallback | None = None,
+    state: StateDecoder | None = None,
+) -> ArchiveReport:
     """Read ``stream`` to its very end and prove it is an archive Consul restores.
 
     ``on_meta`` is told the decoded ``meta.json`` as soon as it has streamed past
     (it comes first in Consul's archives), before the rest is verified.
-    Raises ``ArchiveError`` naming the defect in Consul's own words, so operators
-    can match it against ``consul snapshot inspect``; ``StricterThanConsulError``
+    ``state`` decodes ``state.bin`` as it passes (a ``StateDecoder`` with the
+    caller's options, ``inspect``'s say; by default the summary alone).
+    Raises ``ArchiveError`` naming the defect in Consul's own words, in the
+    order Consul's restore meets them, so operators can match it against
+    ``consul snapshot inspect`` and ``restore``; ``StricterThanConsulError``
     for an archive Consul would take but Consul's writer never produces.
     """
     try:
-        return _ArchiveCheck(stream, on_meta).run()
+        return _ArchiveCheck(stream, on_meta, state or StateDecoder()).run()
     except GzipReservedFlagsError as exc:
         raise StricterThanConsulError(str(exc)) from exc
 
@@ -134,8 +146,13 @@ def verify_archive(stream: IO[bytes] | Any, on_meta: MetaCallback | None = None)
 class _ArchiveCheck:
     """One pass over one archive: Consul's reader, then our stricter rules."""
 
-    def __init__(self, stream: IO[bytes] | Any, on_meta: MetaCallback | None) -> None:
+    def __init__(
+        self, stream: IO[bytes] | Any, on_meta: MetaCallback | None, state: StateDecoder
+    ) -> None:
         self._unzipped = GunzipReader(stream, CHUNK_BYTES)
+        self._state = state
+        self._state_error: StateError | None = None
+        self._state_summary: StateSummary | None = None
         self._tar = TarReader(self._unzipped)
         self._on_meta = on_meta
         self._digests = {name: hashlib.sha256() for name in HASHED_MEMBERS}
@@ -157,11 +174,33 @@ class _ArchiveCheck:
         except SumsError as exc:
             raise ArchiveError(f"failed checking integrity of snapshot: {exc}") from exc
         self._conclude_gzip()
-        # Raft's restore, after Consul has read the whole archive (absent meta.json: zero).
-        refusal = unsupported_version(self._meta or SnapshotMeta())
+        self._raft_restore()
+        return self._stricter_rules()
+
+    def _raft_restore(self) -> None:
+        """What Raft's restore refuses, once Consul has read the whole archive, in its order.
+
+        The version (absent meta.json: zero), then the length of ``state.bin``
+        against ``meta.json``'s ``Size`` as it copies it, then the FSM's decoding.
+        """
+        meta = self._meta or SnapshotMeta()
+        refusal = unsupported_version(meta)
         if refusal is not None:
             raise ArchiveError(f"Raft error when restoring snapshot: {refusal}")
-        return self._stricter_rules()
+        if meta.size != self._state_bytes:
+            raise ArchiveError(
+                "Raft error when restoring snapshot: failed to write snapshot, size didn't "
+                f"match ({self._state_bytes} != {meta.size})"
+            )
+        if self._state_error is None:
+            try:
+                self._state_summary = self._state.finish()
+            except StateError as exc:
+                self._state_error = exc
+        if isinstance(self._state_error, StricterStateError):
+            raise StricterThanConsulError(f"state.bin: {self._state_error}")
+        if self._state_error is not None:
+            raise ArchiveError(f"failed to restore snapshot: {self._state_error}")
 
     def _next_member(self) -> TarMember | None:
         try:
@@ -184,14 +223,30 @@ class _ArchiveCheck:
                 self._digests[name].update(raw)
                 self._decode_meta(raw)
             elif name == STATE_MEMBER:
-                digest = self._digests[name]
-                while chunk := self._tar.read(CHUNK_BYTES):
-                    digest.update(chunk)
-                    self._state_bytes += len(chunk)
+                self._read_state()
             else:
                 self._sums += self._read_capped(name, already=len(self._sums))
         except (TarFormatError, GzipFormatError) as exc:
             raise ArchiveError(f"{_READ_CONTEXT[name]}: {exc}") from exc
+
+    def _read_state(self) -> None:
+        """Hash ``state.bin`` and decode it as it passes; a decoding error waits its turn.
+
+        Consul copies every ``state.bin`` member it meets into one file, and its
+        FSM decodes that file: so does the decoder, across members, and it is
+        finished once the whole archive is read. Consul refuses an archive whose
+        hashes fail before Raft ever decodes the state: an error is kept, and
+        raised where Consul would meet it.
+        """
+        digest = self._digests[STATE_MEMBER]
+        while chunk := self._tar.read(CHUNK_BYTES):
+            digest.update(chunk)
+            self._state_bytes += len(chunk)
+            if self._state_error is None:
+                try:
+                    self._state.feed(chunk)
+                except StateError as exc:
+                    self._state_error = exc
 
     def _read_capped(self, name: str, already: int = 0) -> bytes:
         cap = _BUFFERED_CAPS[name]
@@ -242,10 +297,10 @@ class _ArchiveCheck:
         if problem is not None:
             raise StricterThanConsulError(problem)
         assert self._meta is not None  # meta.json appeared once, so it was decoded
-        if self._meta.size != self._state_bytes:
-            raise StricterThanConsulError(
-                f"meta.json says state.bin has {self._meta.size} bytes "
-                f"but it has {self._state_bytes}"
-            )
         hashes = {name: digest.hexdigest() for name, digest in self._digests.items()}
-        return ArchiveReport(meta=self._meta, member_sha256=hashes, state_bytes=self._state_bytes)
+        return ArchiveReport(
+            meta=self._meta,
+            member_sha256=hashes,
+            state_bytes=self._state_bytes,
+            state=self._state_summary,
+        )
