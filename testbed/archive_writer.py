@@ -2,8 +2,8 @@
 
 Used by the Consul double to serve snapshots and by the benchmark to prepare one.
 The layout comes from ``snapshot_backup.archive_format``, the one definition the
-verifier reads with too. Knobs produce the defective archives a backup tool must
-refuse.
+verifier reads with too; ``state.bin`` comes from ``fsm_writer``, records as Consul's
+FSM writes them. Knobs produce the defective archives a backup tool must refuse.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from typing import IO, Any
 
 from snapshot_backup.archive_format import (
@@ -30,37 +32,85 @@ from snapshot_backup.archive_format import (
 )
 from snapshot_backup.gunzip import GZIP_WBITS
 
+from .fsm_writer import CHUNK, ConsulState, StateTooSmallError
+
 STANDARD_ORDER = MEMBERS
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
 class RaftState:
-    """A state-machine snapshot: literal bytes, or ``size`` bytes made from ``seed``.
+    """A Raft snapshot's state-machine data (``state.bin``) at ``index`` and ``term``.
 
-    The seeded form makes gigabyte states without holding them in memory.
+    One of:
+    - ``state``: a ``ConsulState``, records as Consul's FSM writes them, streamed;
+    - ``size`` (+ ``seed``): ``ConsulState.sized(size, seed)``, a real state of exactly
+      ``size`` bytes, made of large KV values (gigabytes stream in flat memory);
+    - ``data``: these literal bytes (tests build deliberately broken states with it);
+    - ``file``: the bytes of this file (the Consul double keeps large restored states so);
+    - nothing: the small default ``ConsulState``.
+
+    A generated state's LastIndex is at most ``index``: Consul's snapshot metadata
+    carries the Raft index of the snapshot, never below the FSM's last write.
+    ``size`` below ``ConsulState.sized``'s smallest state (about 130 bytes) cannot be a
+    Consul state: those few bytes are seeded filler, as before states were real, for
+    archive-framing tests that ask for 0- or 1-byte states.
     """
 
     index: int = 13
     term: int = 2
     data: bytes | None = None
-    size: int = 0
+    size: int | None = None
     seed: int = 0
+    state: ConsulState | None = None
+    file: Path | None = None
+
+    def __post_init__(self) -> None:
+        given = [
+            name for name in ("data", "size", "state", "file") if getattr(self, name) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"a RaftState is one of data, size, state or file, not {given}")
+        consul = self.consul_state
+        if consul is not None and consul.header_last_index > self.index:
+            raise ValueError(
+                f"the state's LastIndex {consul.header_last_index} is past the snapshot's "
+                f"index {self.index}: Consul's metadata index is never below it"
+            )
+
+    @cached_property
+    def consul_state(self) -> ConsulState | None:
+        """The Consul state this streams, or None for literal, file or filler bytes."""
+        if self.state is not None:
+            return self.state
+        if self.data is not None or self.file is not None:
+            return None
+        if self.size is None:
+            return ConsulState(seed=self.seed, last_index=self.index)
+        try:
+            return ConsulState.sized(self.size, self.seed, last_index=self.index)
+        except StateTooSmallError:
+            return None
 
     @property
     def length(self) -> int:
-        return len(self.data) if self.data is not None else self.size
+        if self.data is not None:
+            return len(self.data)
+        if self.file is not None:
+            return self.file.stat().st_size
+        consul = self.consul_state
+        return consul.length if consul is not None else self.size or 0
 
     def chunks(self) -> Iterator[bytes]:
         if self.data is not None:
             yield self.data
-            return
-        rng = random.Random(self.seed)
-        remaining = self.size
-        while remaining > 0:
-            n = min(CHUNK, remaining)
-            yield rng.randbytes(n)
-            remaining -= n
+        elif self.file is not None:
+            with self.file.open("rb") as source:
+                while chunk := source.read(CHUNK):
+                    yield chunk
+        elif (consul := self.consul_state) is not None:
+            yield from consul.chunks()
+        else:
+            yield random.Random(self.seed).randbytes(self.size or 0)
 
     def sha256(self) -> str:
         digest = hashlib.sha256()
