@@ -24,7 +24,7 @@ import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from . import backup_command, snapshots, status_command
+from . import backup_command, inspect_command, snapshots, status_command
 from .context import Context
 from .exit_codes import ExitCode
 
@@ -61,6 +61,18 @@ COMMANDS: tuple[Command, ...] = (
         "verify a snapshot, then restore it into Consul (PUT /v1/snapshot)",
         snapshots.restore_arguments,
         snapshots.restore,
+    ),
+    Command(
+        "inspect",
+        "what a snapshot holds, as consul snapshot inspect shows it (from its manifest, or read)",
+        inspect_command.inspect_arguments,
+        inspect_command.inspect,
+    ),
+    Command(
+        "diff",
+        "what changed between two snapshots: counts, KV keys, services, nodes (never values)",
+        inspect_command.diff_arguments,
+        inspect_command.diff,
     ),
     Command(
         "release",

@@ -364,7 +364,11 @@ def restore(ctx: Context, args: argparse.Namespace) -> int:
     if manifest is None and not args.allow_unrecorded:
         raise unrecorded(store.bucket, snapshot.name)
     target_datacenter = consul.agent_datacenter()
-    ctx.say(f"Snapshot {snapshot.key}\n{describe_identity(snapshot, manifest)}")
+    shown = f"Snapshot {snapshot.key}\n{describe_identity(snapshot, manifest)}"
+    if args.json:  # the output is one JSON object; what is shown goes beside it
+        ctx.note(shown)
+    else:
+        ctx.say(shown)
     newer = _newer_by_time(store, snapshot) if args.snapshot == "latest" else None
     if newer is not None:
         ctx.note(

@@ -179,6 +179,9 @@ class ConsulDouble:
     datacenters: tuple[str, ...] = ("dc1",)
     node_name: str = "consul-server-1"
     version: str = CONSUL_VERSION
+    # What X-Consul-Index says: "" the state's index, as Consul sends it; None no
+    # header at all (a proxy dropped it); any other text is sent as it is.
+    index_header: str | None = ""
     has_leader: bool = True
     ready_for_consistent_reads: bool = True
     defects: ArchiveDefects | None = None
@@ -1367,7 +1370,11 @@ class _SnapshotHandler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("X-Consul-Index", str(max(double.state.index, 1)))
+        index = (
+            double.index_header if double.index_header != "" else str(max(double.state.index, 1))
+        )
+        if index is not None:
+            self.send_header("X-Consul-Index", index)
         self.send_header("X-Consul-KnownLeader", "true" if double.has_leader else "false")
         self.send_header("X-Consul-LastContact", "0" if double.has_leader else "2315")
         double_gzip = double.gzip_regardless or "gzip" in self.headers.get("Accept-Encoding", "")

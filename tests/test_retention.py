@@ -35,7 +35,7 @@ def component_rules(**settings: Any) -> list[dict[str, Any]]:
 def back_up_runs(consul: Any, bucket: str, runs: int, keep_latest: int) -> list[str]:
     keys = []
     for run in range(1, runs + 1):
-        consul.state = RaftState(index=100 + run, term=2, data=b"state %d" % run)
+        consul.state = RaftState(index=100 + run, term=2, seed=run)
         keys.append(back_up(consul, bucket, KEEP_LATEST=str(keep_latest))["key"])
     return keys
 

@@ -477,7 +477,10 @@ def test_refuses_on_purpose_what_consul_would_restore_but_never_writes(case):
 # --- what Consul writes, and framing Consul's reader takes ------------------
 
 
-@pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 300_000, 2_000_000])
+# state.bin sizes around the tar's block size, and beyond a gzip window; the
+# smallest state Consul writes is a header and a few records (an empty one does
+# not restore: see REFUSED).
+@pytest.mark.parametrize("size", [200, 511, 512, 513, 300_000, 2_000_000])
 def test_accepts_archives_as_consul_writes_them_at_any_size(size):
     state = RaftState(index=4711, term=5, size=size, seed=size)
     report = verify_bytes(archive_bytes(state))

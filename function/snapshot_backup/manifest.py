@@ -94,12 +94,12 @@ class Manifest:
         return cls(**values)
 
     def belongs_to(self, name: SnapshotKey) -> bool:
-        """Whether this manifest describes the snapshot named ``name`` (not one copied aside)."""
-        return (self.key, self.cluster, self.raft_index) == (
-            name.key,
-            name.cluster,
-            name.raft_index,
-        )
+        """Whether this manifest describes the snapshot named ``name`` (not one copied aside).
+
+        The cluster is not compared here: a restore refuses a snapshot recorded
+        as another cluster's with a message of its own (``--into-other-cluster``).
+        """
+        return (self.key, self.raft_index) == (name.key, name.raft_index)
 
 
 def _refuse_constant(name: str) -> Any:

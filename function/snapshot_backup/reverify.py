@@ -25,6 +25,7 @@ from .deadline import Deadline
 from .entry import run_entry
 from .manifest import Manifest, ManifestMismatchError, check_against, mismatch, unrecorded
 from .settings import StoreSettings, load_store_settings
+from .state_bin import StateDecoder
 from .store import SnapshotStore, StoredSnapshot
 from .telemetry import verify_record
 from .verify import ArchiveError, ArchiveReport, TeeReader, verify_archive
@@ -61,6 +62,7 @@ def prove_stored(
     version_id: str | None = None,
     allow_unrecorded: bool = False,
     observe: Callable[[bytes], None] | None = None,
+    state: StateDecoder | None = None,
 ) -> Proven:
     """Read ``snapshot`` once through the verifier and check it against its manifest.
 
@@ -91,7 +93,7 @@ def prove_stored(
             observe(data)
 
     try:
-        report = verify_archive(TeeReader(response["Body"], tee))
+        report = verify_archive(TeeReader(response["Body"], tee), state=state)
     finally:
         response["Body"].close()
     read_version = response.get("VersionId")
