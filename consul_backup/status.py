@@ -66,6 +66,10 @@ class PlaceStatus:
     storage_class: str | None = None
     lock: str | None = None
     behind: bool = True
+    # The newest snapshot lost content against the one before it (its manifest says).
+    content_drop: dict[str, Any] | None = None
+    # Snapshots the floor holds since a later one lost content: release when done.
+    held: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -108,9 +112,11 @@ def cluster_status(
 
 def _place(store: SnapshotStore, target: ClusterTarget, now: datetime) -> PlaceStatus:
     place = PlaceStatus(store.bucket)
-    newest = store.latest(target.cluster)
-    if newest is None:
+    snapshots = store.list(target.cluster)
+    if not snapshots:
         return place
+    newest = snapshots[0]
+    manifest = store.read_manifest(newest) if newest.has_manifest else None
     head = store.s3.head_object(Bucket=store.bucket, Key=newest.key)
     age = (now - newest.taken_at).total_seconds() / 60
     lock = head.get("ObjectLockMode")
@@ -123,4 +129,6 @@ def _place(store: SnapshotStore, target: ClusterTarget, now: datetime) -> PlaceS
         storage_class=head.get("StorageClass", "STANDARD"),
         lock=f"{lock} until {head['ObjectLockRetainUntilDate']:%Y-%m-%d}" if lock else None,
         behind=age > target.window_minutes,
+        content_drop=manifest.content_drop if manifest is not None else None,
+        held=[s.key for s in snapshots if s.held],
     )

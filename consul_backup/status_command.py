@@ -121,5 +121,13 @@ def _report(ctx: Context, status: ClusterStatus) -> None:
             f"raft index {place.raft_index}, {human_bytes(place.bytes or 0)}, "
             f"{place.storage_class}{', ' + place.lock if place.lock else ''}  {place.key}"
         )
+        if place.content_drop:
+            dropped = ", ".join(
+                f"{count} {change['from']} -> {change['to']}"
+                for count, change in place.content_drop.get("dropped", {}).items()
+            )
+            ctx.say(f"  {'':<8} FLAGGED: content dropped ({dropped})")
+        for key in place.held:
+            ctx.say(f"  {'':<8} held: {key} (consul-backup release it once it is not needed)")
     for alarm, state in sorted(status.alarms.items()):
         ctx.say(f"  alarm    {state:<17} {alarm}")
