@@ -174,18 +174,25 @@ def check_against(
         )
     if not problems:
         return
-    replaced = ""
-    if version_id and manifest.version_id and version_id != manifest.version_id:
-        replaced = (
-            f"; the object was replaced after it was stored: this is version {version_id}, the "
-            f"manifest records version {manifest.version_id} (--version-id "
-            f"{manifest.version_id} reads that one)"
+    raise mismatch(where, manifest, "; ".join(problems), version_id)
+
+
+def mismatch(
+    where: str, manifest: Manifest, problems: str, read_version: str | None = None
+) -> ManifestMismatchError:
+    """The error every reader raises: it names the SHA-256 the manifest recorded.
+
+    Where the object was replaced after it was stored (another version is
+    read, or which one is not known), it says how to read the recorded one.
+    """
+    hint = ""
+    if manifest.version_id and read_version != manifest.version_id:
+        this = f"this is version {read_version}, " if read_version else ""
+        hint = (
+            f"; if the object was replaced after it was stored: {this}the manifest records "
+            f"version {manifest.version_id} (--version-id {manifest.version_id} reads that one)"
         )
-    raise mismatch(where, manifest, "; ".join(problems) + replaced)
-
-
-def mismatch(where: str, manifest: Manifest, problems: str) -> ManifestMismatchError:
-    """The error every reader raises: it names the SHA-256 the manifest recorded."""
     return ManifestMismatchError(
-        f"{where}: not the archive its manifest records (SHA-256 {manifest.sha256}): {problems}"
+        f"{where}: not the archive its manifest records (SHA-256 {manifest.sha256}): "
+        f"{problems}{hint}"
     )
