@@ -40,6 +40,9 @@ from .exit_codes import ExitCode
 from .options import store_options
 from .progress import human_bytes
 
+# Names a diff prints per list, unless asked for more: the rest are counted.
+DIFF_LINES = 20
+
 # --- where a snapshot comes from -------------------------------------------------
 
 
@@ -243,6 +246,13 @@ def diff_arguments(command: argparse.ArgumentParser, env: Mapping[str, str]) -> 
     command.add_argument(
         "--file", type=Path, action="append", default=[], help="a local archive (twice for two)"
     )
+    command.add_argument(
+        "--limit",
+        type=int,
+        default=DIFF_LINES,
+        help="names shown per list (added, removed, changed), the rest counted; "
+        "0 shows all (--json always lists all; default %(default)s)",
+    )
 
 
 def diff(ctx: Context, args: argparse.Namespace) -> int:
@@ -255,7 +265,7 @@ def diff(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         ctx.say(json.dumps(report))
     else:
-        ctx.say(_diff_text(report))
+        ctx.say(_diff_text(report, args.limit))
     return ExitCode.OK
 
 
@@ -301,7 +311,13 @@ def _difference(older: Read, newer: Read) -> dict[str, Any]:
     }
 
 
-def _diff_text(report: dict[str, Any]) -> str:
+def _shown(lines: list[str], limit: int) -> list[str]:
+    if not limit or len(lines) <= limit:
+        return lines
+    return [*lines[:limit], f"  ... and {len(lines) - limit} more (--limit 0, or --json)"]
+
+
+def _diff_text(report: dict[str, Any], limit: int) -> str:
     a, b = report["a"], report["b"]
     lines = [
         f"A {a['snapshot']} (raft index {a['raft_index']})",
@@ -317,17 +333,18 @@ def _diff_text(report: dict[str, Any]) -> str:
         f"\nKV: {len(kv['added'])} added, {len(kv['removed'])} removed, {len(kv['changed'])} "
         "changed (values never shown)"
     )
-    lines += [f"  + {e['key']} ({human_bytes(e['bytes'])})" for e in kv["added"]]
-    lines += [f"  - {e['key']} ({human_bytes(e['bytes'])})" for e in kv["removed"]]
-    lines += [
+    lines += _shown([f"  + {e['key']} ({human_bytes(e['bytes'])})" for e in kv["added"]], limit)
+    lines += _shown([f"  - {e['key']} ({human_bytes(e['bytes'])})" for e in kv["removed"]], limit)
+    changed = [
         f"  ~ {e['key']} ({human_bytes(e['bytes_a'])} -> {human_bytes(e['bytes_b'])})"
         for e in kv["changed"]
     ]
+    lines += _shown(changed, limit)
     for what in ("services", "nodes"):
         found = report[what]
         lines.append(
             f"{what.capitalize()}: {len(found['added'])} added, {len(found['removed'])} removed"
         )
-        lines += [f"  + {name}" for name in found["added"]]
-        lines += [f"  - {name}" for name in found["removed"]]
+        lines += _shown([f"  + {name}" for name in found["added"]], limit)
+        lines += _shown([f"  - {name}" for name in found["removed"]], limit)
     return "\n".join(lines)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from snapshot_backup.reverify import verify_handler
 from snapshot_backup.verify import verify_archive
 from testbed.archive_writer import RaftState
 from testbed.consul_double import ConsulDouble
+from testbed.fsm_writer import ConsulState
 from testbed.moto_server import aws_env, moto_server
 from testbed.pulumi_mocks import ProgramRun, Resource, run_program
 from testbed.stack_file import EXAMPLE_PASSPHRASE, load_stack_config
@@ -95,6 +95,13 @@ class Cluster:
     double: ConsulDouble | None
 
 
+def demo_state(seed: int) -> ConsulState:
+    """A small cluster's state: nodes, services, checks, sessions, tokens, 600 KV entries."""
+    return ConsulState(nodes=6, services_per_node=3, checks_per_node=2, kv_entries=600,
+                       kv_value_bytes=4096, kv_prefixes=("config", "locks", "vault"),
+                       seed=seed)  # fmt: skip
+
+
 def prepare_cluster(
     name: str, function_env: dict[str, Any], tokens: dict[str, str], stack: ExitStack, index: int
 ) -> Cluster:
@@ -112,7 +119,7 @@ def prepare_cluster(
         # A token from stack config is the cluster's real one; for a cluster whose
         # token lives in an existing secret, the demo makes one up.
         token = tokens.get(name, f"demo-token-for-{name}")
-        state = RaftState(index=1000 * (index + 1) + 7, term=3, size=3 << 20, seed=index)
+        state = RaftState(index=1000 * (index + 1) + 7, term=3, state=demo_state(index))
         double = stack.enter_context(ConsulDouble(state=state, tokens={token: True}))
         address = double.address
     secret_arn = secrets.create_secret(Name=f"consul-backup/{name}", SecretString=token)["ARN"]
@@ -147,113 +154,152 @@ def stored_state(bucket: str, key: str) -> tuple[int, str]:
     return report.meta.index, report.member_sha256["state.bin"]
 
 
+def cli_env(cluster: Cluster) -> dict[str, str]:
+    return {
+        "BACKUP_BUCKET": cluster.env["BACKUP_BUCKET"],
+        "BACKUP_PREFIX": cluster.env["BACKUP_PREFIX"],
+        "CONSUL_HTTP_TOKEN": cluster.token,
+    }
+
+
+def start_moto(stack: ExitStack) -> None:
+    step("Starting moto (S3, Secrets Manager) on 127.0.0.1")
+    endpoint = stack.enter_context(moto_server())
+    os.environ.update(aws_env(endpoint))
+    print(f"  moto at {endpoint}")
+
+
+def show_plan() -> tuple[ProgramRun, dict[str, Any]]:
+    step(f"What `pulumi up` would create for {STACK_FILE.name} (the program under mocks)")
+    passphrase = os.environ.get("PULUMI_CONFIG_PASSPHRASE", EXAMPLE_PASSPHRASE)
+    values, _secret_keys = load_stack_config(STACK_FILE, passphrase)
+    plan = run_program(values)
+    print_plan(plan)
+    return plan, values
+
+
+def prepare_clusters(plan: ProgramRun, values: dict[str, Any], stack: ExitStack) -> list[Cluster]:
+    step("Local stand-ins: a bucket and a token secret per cluster, and Consul")
+    tokens = values.get("consul-backup:tokens") or {}
+    components = sorted(
+        plan.of_type("consul-backup:index:ConsulSnapshotBackup"), key=lambda r: r.name
+    )
+    clusters = []
+    for index, component in enumerate(components):
+        function = plan.one("aws:lambda/function:Function", f"{component.name}-function")
+        variables = function.inputs["environment"]["variables"]
+        cluster = prepare_cluster(component.name, variables, tokens, stack, index)
+        clusters.append(cluster)
+        where = "a Consul double" if cluster.double else "the real Consul"
+        print(
+            f"  {cluster.name}: {where} at {cluster.consul_address}, "
+            f"bucket {cluster.env['BACKUP_BUCKET']}"
+        )
+    return clusters
+
+
+def back_up_each(clusters: list[Cluster]) -> dict[str, tuple[int, str]]:
+    step("A backup per cluster, through the real Lambda handler (state.bin decoded on the way)")
+    backed_up = {}
+    for cluster in clusters:
+        print(f"  {cluster.name}: the function's log line (CloudWatch EMF):", flush=True)
+        summary = handler({}, None, env=cluster.env)
+        backed_up[cluster.name] = stored_state(summary["bucket"], summary["key"])
+        state = summary["state"]
+        print(
+            f"  {cluster.name}: stored {summary['key']} ({summary['bytes']} bytes, raft index "
+            f"{summary['raft_index']}): {state['kv_entries']} KV entries, "
+            f"{state['service_instances']} service instances; manifest written beside it"
+        )
+    return backed_up
+
+
+def re_verify_each(plan: ProgramRun, clusters: list[Cluster]) -> None:
+    step("The daily re-verification, run once now through its Lambda handler")
+    for cluster in clusters:
+        function = plan.one("aws:lambda/function:Function", f"{cluster.name}-verify")
+        env = {str(k): str(v) for k, v in function.inputs["environment"]["variables"].items()}
+        if env.pop("REPLICA_BUCKET", None):
+            env.pop("REPLICA_REGION", None)
+            print(f"  {cluster.name}: (moto does not replicate: only the bucket is verified here)")
+        proven = verify_handler({}, None, env=env)["verified"]["bucket"]
+        checked = "its manifest's SHA-256" if proven["sha256_checked"] else "nothing recorded"
+        print(f"  {cluster.name}: verified again {proven['key']} against {checked}")
+
+
+def show_status(plan: ProgramRun, clusters: list[Cluster]) -> None:
+    step("consul-backup status: on time, per cluster")
+    for cluster in clusters:
+        window = plan.exports["clusters"][cluster.name]["backupWindowMinutes"]
+        consul_cli("status", "--cluster", cluster.name, "--window-minutes", str(int(window)),
+                   env={"BACKUP_BUCKET": cluster.env["BACKUP_BUCKET"]})  # fmt: skip
+
+
+def restore_after_loss(cluster: Cluster, snapshot: str, expected: tuple[int, str]) -> None:
+    """Lose the cluster's state, restore ``snapshot`` with its identity check, compare."""
+    if cluster.double is not None:
+        print("  (simulating a disaster: the cluster's state is lost)")
+        cluster.double.state = RaftState(index=1, term=1, state=ConsulState.sized(200, 0))
+    consul_cli("restore", "--cluster", cluster.name, snapshot,
+               "--consul-addr", cluster.consul_address, "--yes", env=cli_env(cluster))  # fmt: skip
+    index, restored = current_state(cluster)
+    expected_index, expected_sha = expected
+    same = restored == expected_sha
+    print(
+        f"  state.bin after restore: sha256 {restored[:16]}…, backed up "
+        f"{expected_sha[:16]}…: {'IDENTICAL' if same else 'DIFFERENT'} "
+        f"(raft index {index}, backed up at {expected_index})"
+    )
+    if not same and cluster.double is not None:
+        raise SystemExit(f"{cluster.name}: the restored state differs from the backup")
+
+
+def operate(cluster: Cluster, expected: tuple[int, str]) -> None:
+    step(f"Operator CLI for {cluster.name}: list, verify, inspect, restore")
+    env = cli_env(cluster)
+    consul_cli("list", "--cluster", cluster.name, env=env)
+    consul_cli("verify", "--cluster", cluster.name, "latest", env=env)
+    consul_cli("inspect", "--cluster", cluster.name, "latest", env=env)
+    restore_after_loss(cluster, "latest", expected)
+
+
+def damage_and_hold(cluster: Cluster) -> None:
+    """Someone deletes most of the KV tree: the next backup is flagged, the last good one held."""
+    if cluster.double is None:
+        return  # a real Consul is not damaged on purpose
+    step(f"{cluster.name}: `consul kv delete -recurse config/` and `vault/` by mistake")
+    cluster.double.state = RaftState(index=1500, term=3, state=demo_state(0))
+    good = handler({}, None, env=cluster.env)
+    damaged = demo_state(0).without_prefix("config/").without_prefix("vault/")
+    cluster.double.state = RaftState(index=good["raft_index"] + 50, term=3, state=damaged)
+    flagged = handler({}, None, env=cluster.env)
+    dropped = flagged["content_drop"]["dropped"]["kv_entries"]
+    print(
+        f"  the backup is stored (it is the truth) and flagged: KV entries {dropped['from']} -> "
+        f"{dropped['to']}; held by the floor: {flagged['held']}"
+    )
+    env = cli_env(cluster)
+    consul_cli("list", "--cluster", cluster.name, env=env)
+    consul_cli("diff", "--cluster", cluster.name, good["key"], flagged["key"], env=env)
+    restore_after_loss(cluster, good["key"], stored_state(good["bucket"], good["key"]))
+    consul_cli("release", "--cluster", cluster.name, good["key"], env=env)
+
+
 def main() -> None:
     with ExitStack() as stack:
-        step("Starting moto (S3, Secrets Manager) on 127.0.0.1")
-        endpoint = stack.enter_context(moto_server())
-        os.environ.update(aws_env(endpoint))
-        print(f"  moto at {endpoint}")
-
-        step(f"What `pulumi up` would create for {STACK_FILE.name} (the program under mocks)")
-        passphrase = os.environ.get("PULUMI_CONFIG_PASSPHRASE", EXAMPLE_PASSPHRASE)
-        values, _secret_keys = load_stack_config(STACK_FILE, passphrase)
-        plan = run_program(values)
-        print_plan(plan)
-
-        step("Local stand-ins: a bucket and a token secret per cluster, and Consul")
-        tokens = values.get("consul-backup:tokens") or {}
-        clusters = []
-        components = sorted(
-            plan.of_type("consul-backup:index:ConsulSnapshotBackup"), key=lambda r: r.name
-        )
-        for index, component in enumerate(components):
-            function = plan.one("aws:lambda/function:Function", f"{component.name}-function")
-            cluster = prepare_cluster(
-                component.name, function.inputs["environment"]["variables"], tokens, stack, index
-            )
-            clusters.append(cluster)
-            where = "a Consul double" if cluster.double else "the real Consul"
-            print(
-                f"  {cluster.name}: {where} at {cluster.consul_address}, "
-                f"bucket {cluster.env['BACKUP_BUCKET']}"
-            )
-
-        step("A backup per cluster, through the real Lambda handler")
-        backed_up: dict[str, tuple[int, str]] = {}
+        start_moto(stack)
+        plan, values = show_plan()
+        clusters = prepare_clusters(plan, values, stack)
+        backed_up = back_up_each(clusters)
+        re_verify_each(plan, clusters)
+        show_status(plan, clusters)
         for cluster in clusters:
-            print(f"  {cluster.name}: the function's log line (CloudWatch EMF):", flush=True)
-            summary = handler({}, None, env=cluster.env)
-            backed_up[cluster.name] = stored_state(summary["bucket"], summary["key"])
-            stored = f"{summary['key']} ({summary['bytes']} bytes"
-            print(f"  {cluster.name}: stored {stored}, raft index {summary['raft_index']})")
-
-        step("The daily re-verification, run once now through its Lambda handler")
-        for cluster in clusters:
-            verify_env = {
-                str(k): str(v)
-                for k, v in plan.one("aws:lambda/function:Function", f"{cluster.name}-verify")
-                .inputs["environment"]["variables"]
-                .items()
-            }
-            if verify_env.pop("REPLICA_BUCKET", None):
-                verify_env.pop("REPLICA_REGION", None)
-                print(
-                    f"  {cluster.name}: (moto does not replicate: only the bucket is verified here)"
-                )
-            proven = verify_handler({}, None, env=verify_env)["verified"]["bucket"]
-            again = f"{proven['key']} (raft index {proven['raft_index']})"
-            print(f"  {cluster.name}: verified again {again}")
-
-        step("consul-backup status: on time, per cluster")
-        for cluster in clusters:
-            window = plan.exports["clusters"][cluster.name]["backupWindowMinutes"]
-            consul_cli(
-                "status",
-                "--cluster",
-                cluster.name,
-                "--window-minutes",
-                str(int(window)),
-                env={"BACKUP_BUCKET": cluster.env["BACKUP_BUCKET"]},
-            )
-
-        for cluster in clusters:
-            env = {
-                "BACKUP_BUCKET": cluster.env["BACKUP_BUCKET"],
-                "BACKUP_PREFIX": cluster.env["BACKUP_PREFIX"],
-                "CONSUL_HTTP_TOKEN": cluster.token,
-            }
-            step(f"Operator CLI for {cluster.name}: list, verify, restore")
-            consul_cli("list", "--cluster", cluster.name, env=env)
-            consul_cli("verify", "--cluster", cluster.name, "latest", env=env)
-            if cluster.double is not None:
-                print("  (simulating a disaster: the cluster's state is lost)")
-                cluster.double.state = RaftState(index=1, term=1, data=b"")
-            consul_cli(
-                "restore",
-                "--cluster",
-                cluster.name,
-                "latest",
-                "--consul-addr",
-                cluster.consul_address,
-                "--yes",
-                env=env,
-            )
-            index, restored = current_state(cluster)
-            expected_index, expected = backed_up[cluster.name]
-            same = restored == expected
-            print(
-                f"  state.bin after restore: sha256 {restored[:16]}…, backed up "
-                f"{expected[:16]}…: {'IDENTICAL' if same else 'DIFFERENT'} "
-                f"(raft index {index}, backed up at {expected_index})"
-            )
-            if not same and cluster.double is not None:
-                raise SystemExit(f"{cluster.name}: the restored state differs from the backup")
-
+            operate(cluster, backed_up[cluster.name])
+        damage_and_hold(clusters[0])
         step("Done: stopping every server this demo started")
     print(
-        textwrap.dedent("""
-        Next: `make test` runs every test; README.md explains deploying for real.
-    """).strip()
+        "Next: `make sandbox` keeps these stand-ins running for you to try consul-backup by "
+        "hand; `make test` runs every test; README.md explains deploying for real."
     )
 
 

@@ -106,6 +106,10 @@ class RunSummary:
     def as_record(self) -> dict[str, Any]:
         record = asdict(self)
         record.update(record.pop("floor"))
+        if self.state is not None:  # the log line keeps the counts; the manifest has it all
+            record["state"] = {
+                name: value for name, value in self.state.items() if not name.startswith("kv_")
+            } | {"kv_entries": self.state.get("kv_entries"), "kv_bytes": self.state.get("kv_bytes")}
         if not record["notes"]:
             del record["notes"]
         return {name: value for name, value in record.items() if value is not None}
