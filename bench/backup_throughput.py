@@ -119,8 +119,8 @@ def child(*arguments: str) -> dict[str, Any]:
 def restore_pair(bucket: str, key: str, consul: str, n: int) -> tuple[dict[str, Any], float]:
     """`consul-backup restore` and the plain stream, in alternating order from pair to pair."""
     plain = ("plain", bucket, key, consul)
-    tool = ("cli", "restore", "--bucket", bucket, "--cluster", "bench", key)
-    tool += ("--consul-addr", consul, "--yes")
+    tool = ("cli", "restore", "--bucket", bucket, "--cluster", "bench", key,
+            "--consul-addr", consul, "--yes")  # fmt: skip
     first_plain = child(*plain)["seconds"] if n % 2 else None
     restored = child(*tool)
     plain_s = first_plain if first_plain is not None else child(*plain)["seconds"]

@@ -455,9 +455,7 @@ def test_a_token_that_lacks_the_right_is_not_retried_forever(consul, s3, secrets
     assert_nothing_stored(s3, bucket)
 
 
-def test_a_failure_to_retire_is_reported_and_the_snapshot_still_stored(
-    consul, s3, bucket, capsys
-):
+def test_a_failure_to_retire_is_reported_and_the_snapshot_still_stored(consul, s3, bucket, capsys):
     handler({}, None, env=backup_env(consul, bucket))
 
     def refuse(**_: Any) -> None:

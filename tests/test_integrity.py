@@ -122,7 +122,8 @@ def test_the_snapshot_is_named_by_meta_json_whatever_the_header_says(
     record = run_record(capsys.readouterr().out)
     assert record["BackupSuccess"] == 1 and note in record["notes"]
     # Listed, found by latest, and proven against its manifest.
-    assert SnapshotStore(s3, bucket, PREFIX).latest("prod").key == summary["key"]
+    latest = SnapshotStore(s3, bucket, PREFIX).latest("prod")
+    assert latest is not None and latest.key == summary["key"]
     assert cli("verify", "--bucket", bucket, "--cluster", "prod", "latest").code == 0
 
 
@@ -134,7 +135,8 @@ def test_a_lagging_servers_older_state_never_becomes_latest(s3, bucket):
     with ConsulDouble(state=RaftState(index=400, term=4, seed=2)) as follower:
         stale = back_up(follower, bucket, KEEP_LATEST="1", CONSUL_STALE="true")
     store = SnapshotStore(s3, bucket, PREFIX)
-    assert store.latest("prod").key == fresh["key"]
+    latest = store.latest("prod")
+    assert latest is not None and latest.key == fresh["key"]
     # The floor keeps both: the newest by index and the newest by time.
     assert {s.key for s in store.list("prod") if not s.retired} == {fresh["key"], stale["key"]}
     with ConsulDouble() as target:

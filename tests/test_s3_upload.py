@@ -90,7 +90,7 @@ def test_an_existing_object_is_reported_as_already_stored(s3, bucket):
     s3.put_object(Bucket=bucket, Key="f.snap", Body=b"earlier")
     with StreamingUpload(s3, bucket, "f.snap") as upload:
         upload.write(os.urandom(MIN_PART_BYTES + 10))
-        with pytest.raises(AlreadyStoredError, match="f.snap exists already"):
+        with pytest.raises(AlreadyStoredError, match=r"f\.snap exists already"):
             upload.commit()
     assert s3.get_object(Bucket=bucket, Key="f.snap")["Body"].read() == b"earlier"
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
@@ -141,7 +141,12 @@ def test_the_object_may_be_named_until_its_first_part_is_sent(s3, bucket):
 
 @pytest.mark.parametrize(
     ("hint", "part"),
-    [(None, MIN_PART_BYTES), (1 << 30, MIN_PART_BYTES), (200 << 30, 21 << 20), (5 << 40, 525 << 20)],
+    [
+        (None, MIN_PART_BYTES),
+        (1 << 30, MIN_PART_BYTES),
+        (200 << 30, 21 << 20),
+        (5 << 40, 525 << 20),
+    ],
 )
 def test_one_part_size_fits_the_whole_object_in_10000_parts(hint, part):
     assert part_bytes_for(hint) == part
@@ -168,7 +173,7 @@ class CountingS3:
     class exceptions:  # noqa: N801 - botocore's shape
         ClientError = botocore.exceptions.ClientError
 
-    def __init__(self, alive: weakref.WeakSet) -> None:
+    def __init__(self, alive: list[weakref.ref[bytearray]]) -> None:
         self.part_sizes: list[int] = []
         self.alive = alive
         self.peak_buffer_bytes = 0
@@ -178,7 +183,7 @@ class CountingS3:
 
     def upload_part(self, Body: bytearray, PartNumber: int, **_: object) -> dict:  # noqa: N803
         self.part_sizes.append(len(Body))
-        alive = sum(len(buffer) for buffer in list(self.alive))
+        alive = sum(len(buffer) for ref in self.alive if (buffer := ref()) is not None)
         self.peak_buffer_bytes = max(self.peak_buffer_bytes, alive)
         return {"ETag": f'"{PartNumber}"'}
 
@@ -190,14 +195,12 @@ def test_buffers_stay_within_the_budget_whatever_the_part_count(monkeypatch):
     # Scaled down: 1 KiB parts, a 4 KiB budget. The part size doubles every 1,000
     # parts (1, 2, 4, 8 KiB); the buffers alive at once must never pass the
     # budget, or two parts once a part is larger than half of it.
-    alive: weakref.WeakSet = weakref.WeakSet()
+    alive: list[weakref.ref[bytearray]] = []
 
     class TrackedBuffer(bytearray):
-        __hash__ = object.__hash__  # by identity: alive buffers, not equal contents
-
-        def __init__(self, *args: object) -> None:
-            super().__init__(*args)  # type: ignore[arg-type]
-            alive.add(self)
+        def __init__(self, size: int) -> None:
+            super().__init__(size)
+            alive.append(weakref.ref(self))
 
     monkeypatch.setattr(s3_upload, "bytearray", TrackedBuffer, raising=False)
     s3 = CountingS3(alive)

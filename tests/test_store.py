@@ -124,7 +124,7 @@ def test_a_manifest_copied_beside_another_snapshot_is_refused(s3, bucket):
     genuine, other = name("prod", T0, 42), name("prod", T0, 43)
     put(s3, bucket, other.key)
     put(s3, bucket, other.manifest_key, manifest_for(genuine).to_json())
-    with pytest.raises(ManifestError, match="describes .*-42.snap, not .*-43.snap"):
+    with pytest.raises(ManifestError, match=r"describes .*-42\.snap, not .*-43\.snap"):
         SnapshotStore(s3, bucket, PREFIX).read_manifest(other)
 
 

@@ -557,7 +557,7 @@ def test_a_meta_json_of_null_reads_as_zero_as_in_consul():
     # Consul decodes into a pointer: null leaves every field at zero. Size 0 then
     # matches an empty state.bin, so the archive reaches the FSM, which finds no
     # header in it: Consul's restore fails there, and so does the verifier.
-    meta = []
+    meta: list[SnapshotMeta] = []
     with pytest.raises(ArchiveError, match=f"^{FSM}EOF"):
         verify_archive(io.BytesIO(S.but(state=b"", meta=b"null\n").archive()), meta.append)
     assert meta == [SnapshotMeta()]
