@@ -47,6 +47,7 @@ readme: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.backup_throughput
+	$(BIN)/python -m bench.state_decode
 	$(BIN)/python -m bench.program_evaluation
 
 clean:

@@ -31,18 +31,37 @@ from typing import Any
 import boto3
 
 from testbed.archive_writer import RaftState, write_archive
+from testbed.fsm_writer import ConsulState
 from testbed.moto_server import aws_env, free_port, moto_server, wait_until_serving
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def prepare_archive(folder: Path, mib: int) -> Path:
-    path = folder / f"snapshot-{mib}MiB.snap"
-    # Random state is incompressible, so the archive is about as large as the state.
-    state = RaftState(index=1000 + mib, term=3, size=(mib << 20) - 64 * 1024, seed=mib)
+def prepare_archive(folder: Path, name: str, state: RaftState) -> Path:
+    path = folder / f"snapshot-{name.replace(' ', '-')}.snap"
     with path.open("wb") as out:
         write_archive(out, state, compresslevel=1)
     return path
+
+
+def workloads(sizes_mib: list[int], catalog_records: int) -> list[tuple[str, RaftState]]:
+    """States of real Consul records: large KV values at each size, and a big catalog."""
+    found = [
+        # Random values are incompressible: the archive is about as large as the state.
+        (f"{mib} MiB", RaftState(index=1000 + mib, term=3, size=(mib << 20) - 65536, seed=mib))
+        for mib in sizes_mib
+    ]
+    if catalog_records:
+        catalog = ConsulState.many_records(catalog_records, seed=7)
+        found.append((f"{catalog_records} records", RaftState(index=2_000_000, state=catalog)))
+    return found
+
+
+def empty(s3: Any, bucket: str) -> None:
+    """Every run starts from the same (empty) bucket: moto keeps what it stores."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
 
 
 def start_consul_double(archive: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -96,8 +115,7 @@ def measure_pair(
     direct = direct_upload_once(s3, archive, bucket, n) if n % 2 else None
     record = backup_once(endpoint, consul, bucket)
     assert record["bytes"] == archive.stat().st_size, "the backup must store the whole archive"
-    # Every run starts from the same (empty) bucket: moto keeps what it stores.
-    s3.delete_object(Bucket=bucket, Key=record["key"])
+    empty(s3, bucket)
     if direct is None:
         direct = direct_upload_once(s3, archive, bucket, n)
     return record, direct
@@ -143,9 +161,32 @@ def measure_restores(bucket: str, key: str, consul: str, repeat: int) -> str:
     )
 
 
+def measure(
+    s3: Any, endpoint: str, archive: Path, bucket: str, args: argparse.Namespace
+) -> tuple[list[float], list[float], list[float], str]:
+    """Backup/direct pairs, then restore/plain pairs, against one double serving ``archive``."""
+    consul, address = start_consul_double(archive)
+    try:
+        wait_until_serving(address, "/v1/status/leader")
+        backups, directs, peaks = [], [], []
+        for n in range(args.repeat):
+            record, direct = measure_pair(s3, endpoint, address, archive, bucket, n)
+            backups.append(record["seconds"])
+            peaks.append(record["peak_rss_mib"])
+            directs.append(direct)
+        kept = backup_once(endpoint, address, bucket)  # the snapshot to restore
+        restores = measure_restores(bucket, kept["key"], address, args.restore_repeat)
+        empty(s3, bucket)
+    finally:
+        consul.terminate()
+        consul.wait()
+    return backups, directs, peaks, restores
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes-mib", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--sizes-mib", type=int, nargs="*", default=[256, 1024])
+    parser.add_argument("--catalog-records", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--restore-repeat", type=int, default=5)
     args = parser.parse_args()
@@ -159,33 +200,19 @@ def main() -> None:
         bucket = "bench-snapshots"
         s3.create_bucket(Bucket=bucket)
         print(f"moto at {endpoint}; {os.cpu_count()} cores; median of {args.repeat} runs each")
-        for mib in args.sizes_mib:
-            archive = prepare_archive(Path(folder), mib)
+        for name, state in workloads(args.sizes_mib, args.catalog_records):
+            archive = prepare_archive(Path(folder), name, state)
             size = archive.stat().st_size
-            consul, address = start_consul_double(archive)
-            try:
-                wait_until_serving(address, "/v1/status/leader")
-                backups, directs, peaks = [], [], []
-                for n in range(args.repeat):
-                    record, direct = measure_pair(s3, endpoint, address, archive, bucket, n)
-                    backups.append(record["seconds"])
-                    peaks.append(record["peak_rss_mib"])
-                    directs.append(direct)
-                kept = backup_once(endpoint, address, bucket)  # the snapshot to restore
-                restores = measure_restores(bucket, kept["key"], address, args.restore_repeat)
-                s3.delete_object(Bucket=bucket, Key=kept["key"])
-            finally:
-                consul.terminate()
-                consul.wait()
+            backups, directs, peaks, restores = measure(s3, endpoint, archive, bucket, args)
             backup_s, direct_s = statistics.median(backups), statistics.median(directs)
             pair_ratios = sorted(b / d for b, d in zip(backups, directs, strict=True))
             print(
-                f"{mib:>5} MiB archive ({size / 2**20:.0f} MiB): backup {backup_s:.2f} s, "
+                f"{name:>15} ({size / 2**20:.0f} MiB archive): backup {backup_s:.2f} s, "
                 f"direct boto3 upload {direct_s:.2f} s, ratio {backup_s / direct_s:.2f}x "
                 f"(target 1.25x; pairs {pair_ratios[0]:.2f}x to {pair_ratios[-1]:.2f}x), "
-                f"backup peak RSS {max(peaks):.0f} MiB"
+                f"backup peak RSS {max(peaks):.0f} MiB (target 128)"
             )
-            print(f"{mib:>5} MiB {restores}", flush=True)
+            print(f"{name:>15} {restores}", flush=True)
             archive.unlink()
 
 
