@@ -649,17 +649,3 @@ def test_every_snapshot_bucket_is_write_once_and_tls_only(up):
             "Null": {"s3:if-none-match": "true"},
             "Bool": {"s3:ObjectCreationOperation": "true"},
         }
-
-
-def test_no_function_in_the_components_is_longer_than_60_lines():
-    import ast
-
-    components = FUNCTION_ROOT.parent / "components"
-    long = []
-    for path in sorted(components.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                lines = (node.end_lineno or node.lineno) - node.lineno + 1
-                if lines > 60:
-                    long.append(f"{path.name}:{node.name} ({lines} lines)")
-    assert not long
