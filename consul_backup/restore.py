@@ -37,6 +37,10 @@ class RestoreCutError(Exception):
     """Raised inside the request body: the verdict was against the archive."""
 
 
+class RequestEndedError(ConsulError):
+    """The request ended (Consul answered or the connection broke) before the body was sent."""
+
+
 class HeldBackBody:
     """The body of ``PUT /v1/snapshot``: all but its tail, until ``release()``.
 
@@ -91,7 +95,7 @@ class HeldBackBody:
         while True:
             if self._request_ended.is_set():
                 if wait:
-                    raise ConsulError("Consul stopped reading the restore before it was sent")
+                    raise RequestEndedError("Consul stopped reading the restore before it was sent")
                 return
             try:
                 self._queue.put(item, timeout=_POLL_SECONDS)
@@ -177,6 +181,9 @@ def restore_in_one_pass(
             allow_unrecorded=allow_unrecorded,
             observe=forward,
         )
+    except RequestEndedError:
+        request.end()  # Consul's own answer (a refusal, a broken connection) says why
+        raise
     except BaseException as failure:
         if body.started:
             body.cut(str(failure))

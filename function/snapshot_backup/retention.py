@@ -153,14 +153,6 @@ def apply_floor(
     return result
 
 
-def retire_beyond_floor(store: SnapshotStore, cluster: str, keep_latest: int) -> list[str]:
-    """``apply_floor`` for a caller that reports one error: the keys retired, or the failure."""
-    result = apply_floor(store, cluster, keep_latest)
-    if result.errors:
-        raise RuntimeError(result.as_record()["retire_error"])
-    return result.retired
-
-
 def _tagging(value: str) -> dict[str, Any]:
     return {"TagSet": [{"Key": RETIRED_TAG_KEY, "Value": value}]}
 

@@ -193,11 +193,6 @@ class StreamingUpload:
     # --- naming it before S3 does --------------------------------------------
 
     @property
-    def metadata(self) -> dict[str, str]:
-        """The object's metadata as it stands (a copy)."""
-        return dict(self._metadata)
-
-    @property
     def started(self) -> bool:
         """Whether S3 has fixed the key and metadata (the multipart upload began)."""
         return self._upload_id is not None or self._closed

@@ -213,14 +213,6 @@ class SnapshotStore:
 
     # --- one snapshot -----------------------------------------------------------
 
-    def newest(self, cluster: str, count: int) -> builtins.list[StoredSnapshot]:
-        """The ``count`` highest-ranked snapshots of ``cluster``."""
-        return self.list(cluster)[:count]
-
-    def resolve(self, cluster: str, reference: str) -> str:
-        """``latest`` or a key of ``cluster``'s, checked to exist: its key."""
-        return self.find(cluster, reference).key
-
     def find(self, cluster: str, reference: str) -> StoredSnapshot:
         """``latest`` or a key of ``cluster``'s, checked to exist; its listing entry."""
         if reference == "latest":
