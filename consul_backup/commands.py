@@ -75,6 +75,12 @@ COMMANDS: tuple[Command, ...] = (
         inspect_command.diff,
     ),
     Command(
+        "hold",
+        "keep a snapshot beyond keepLatest until it is released (the floor never retires it)",
+        snapshots.hold_arguments,
+        snapshots.hold,
+    ),
+    Command(
         "release",
         "end a hold: the floor may retire the snapshot again (list shows holds)",
         snapshots.release_arguments,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from snapshot_backup.manifest import Manifest
+from snapshot_backup.retention import describe_counts, describe_drop
 from snapshot_backup.store import StoredSnapshot
 
 from .errors import IdentityMismatchError
@@ -42,17 +43,10 @@ def describe_identity(snapshot: StoredSnapshot, manifest: Manifest | None) -> st
         f"  cluster {manifest.cluster}, datacenter {manifest.datacenter or '(not recorded)'}, "
         f"raft term {manifest.raft_term}, sha256 {manifest.sha256}"
     )
-    state = manifest.state or {}
-    if state:
-        lines.append(
-            f"  holds {state.get('kv_entries')} KV entries, {state.get('service_instances')} "
-            f"service instances, {state.get('nodes')} nodes, {state.get('acl_tokens')} ACL tokens"
-        )
+    if manifest.state:
+        lines.append(f"  holds {describe_counts(manifest.state)}")
     if manifest.content_drop:
-        dropped = ", ".join(
-            f"{name} {change['from']} -> {change['to']}"
-            for name, change in manifest.content_drop.get("dropped", {}).items()
-        )
+        dropped = describe_drop(manifest.content_drop)
         lines.append(f"  FLAGGED: content dropped against the snapshot before it ({dropped})")
     return "\n".join(lines)
 

@@ -37,7 +37,7 @@ from snapshot_backup.verify import verify_archive
 from .context import Context
 from .errors import LocalFileError, UsageError
 from .exit_codes import ExitCode
-from .options import store_options
+from .options import store_options, whole_number
 from .progress import human_bytes
 
 # Names a diff prints per list, unless asked for more: the rest are counted.
@@ -137,7 +137,7 @@ def inspect_arguments(command: argparse.ArgumentParser, env: Mapping[str, str]) 
     command.add_argument("--kv-details", action="store_true", help="KV keys grouped by prefix")
     command.add_argument(
         "--kv-depth",
-        type=int,
+        type=whole_number(0, 64),
         default=DEFAULT_KV_DEPTH,
         help="how many /-separated segments group keys (default %(default)s)",
     )
@@ -241,14 +241,13 @@ def diff_arguments(command: argparse.ArgumentParser, env: Mapping[str, str]) -> 
         "snapshots",
         nargs="*",
         metavar="latest|KEY",
-        help="the older snapshot, then the newer; a --file takes the place of either",
+        help="the older snapshot, then the newer (stored ones)",
     )
-    command.add_argument(
-        "--file", type=Path, action="append", default=[], help="a local archive (twice for two)"
-    )
+    command.add_argument("--older-file", type=Path, help="a local archive as the older one")
+    command.add_argument("--newer-file", type=Path, help="a local archive as the newer one")
     command.add_argument(
         "--limit",
-        type=int,
+        type=whole_number(0, 1_000_000_000),
         default=DIFF_LINES,
         help="names shown per list (added, removed, changed), the rest counted; "
         "0 shows all (--json always lists all; default %(default)s)",
@@ -256,12 +255,20 @@ def diff_arguments(command: argparse.ArgumentParser, env: Mapping[str, str]) -> 
 
 
 def diff(ctx: Context, args: argparse.Namespace) -> int:
-    sources = [Source("A", reference=r) for r in args.snapshots]
-    sources += [Source("A", file=f) for f in args.file]
-    if len(sources) != 2:
-        raise UsageError("diff compares two snapshots: give two of latest, a key or --file PATH")
-    older, newer = (read_source(ctx, args, s, details=True) for s in sources)
-    report = _difference(older, newer)
+    stored = [Source("stored", reference=r) for r in args.snapshots]
+    older = Source("file", file=args.older_file) if args.older_file else None
+    newer = Source("file", file=args.newer_file) if args.newer_file else None
+    if older is None and stored:
+        older = stored.pop(0)
+    if newer is None and stored:
+        newer = stored.pop(0)
+    if older is None or newer is None or stored:
+        raise UsageError(
+            "diff compares two snapshots, older then newer: two of latest or a key, or "
+            "--older-file / --newer-file PATH in the place of either"
+        )
+    before, after = (read_source(ctx, args, s, details=True) for s in (older, newer))
+    report = _difference(before, after)
     if args.json:
         ctx.say(json.dumps(report))
     else:

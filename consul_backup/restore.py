@@ -50,32 +50,19 @@ class HeldBackBody:
     short of Content-Length and the server never sees a whole archive.
     """
 
-    def __init__(
-        self,
-        hold_back: int = HOLD_BACK_BYTES,
-        queued: int = QUEUED_CHUNKS,
-        on_first_byte: Callable[[], None] = lambda: None,
-    ) -> None:
+    def __init__(self, hold_back: int = HOLD_BACK_BYTES, queued: int = QUEUED_CHUNKS) -> None:
         self._hold_back = hold_back
-        self._on_first_byte: Callable[[], None] | None = on_first_byte
         self._tail = bytearray()
         self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(queued)
         self._request_ended = threading.Event()
         self.sent = 0
 
     def feed(self, data: bytes) -> None:
-        if self._on_first_byte is not None:  # the request starts with the first byte read
-            start, self._on_first_byte = self._on_first_byte, None
-            start()
         self._tail += data
         if len(self._tail) > 2 * self._hold_back:
             cut = len(self._tail) - self._hold_back
             self._put(bytes(self._tail[:cut]))
             del self._tail[:cut]
-
-    @property
-    def started(self) -> bool:
-        return self._on_first_byte is None
 
     def release(self) -> None:
         if self._tail:
@@ -124,7 +111,7 @@ class _Request:
     """``PUT /v1/snapshot`` on a thread of its own, fed by a ``HeldBackBody``."""
 
     consul: ConsulClient
-    size: int
+    size: int = 0
     failure: BaseException | None = None
     thread: threading.Thread | None = None
 
@@ -155,18 +142,23 @@ def restore_in_one_pass(
     snapshot: StoredSnapshot,
     consul: ConsulClient,
     *,
-    size: int,
     version_id: str | None = None,
     allow_unrecorded: bool = False,
     progress: Callable[[bytes], None] | None = None,
 ) -> Proven:
     """Stream ``snapshot`` into Consul while proving it; Consul gets its tail only if proven.
 
-    Nothing is sent before the first byte is read from S3: a snapshot refused
-    before that (no manifest, a size its manifest disagrees with) sends nothing.
+    The request starts once S3 has answered and its answer was checked against
+    the manifest (version, length): a snapshot refused before that (no
+    manifest, replaced, another length) sends nothing, and the body's length is
+    the length S3 serves, so nothing beyond it is ever sent.
     """
-    request = _Request(consul, size)
-    body = HeldBackBody(on_first_byte=lambda: request.start(body))
+    request = _Request(consul)
+    body = HeldBackBody()
+
+    def start(size: int) -> None:
+        request.size = size
+        request.start(body)
 
     def forward(data: bytes) -> None:
         body.feed(data)
@@ -180,12 +172,13 @@ def restore_in_one_pass(
             version_id=version_id,
             allow_unrecorded=allow_unrecorded,
             observe=forward,
+            on_open=start,
         )
     except RequestEndedError:
         request.end()  # Consul's own answer (a refusal, a broken connection) says why
         raise
     except BaseException as failure:
-        if body.started:
+        if request.thread is not None:
             body.cut(str(failure))
             with contextlib.suppress(Exception):  # the verdict is the error that counts
                 request.end()

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from snapshot_backup.manifest import Manifest, unrecorded
+from snapshot_backup.manifest import Manifest, ManifestError, unrecorded
+from snapshot_backup.retention import WATCHED_COUNTS, describe_counts
 from snapshot_backup.reverify import Proven, prove_stored
 from snapshot_backup.store import SnapshotStore, StoredSnapshot, by_time
 
@@ -53,15 +54,11 @@ def list_snapshots(ctx: Context, args: argparse.Namespace) -> int:
         return _list_versions(ctx, store, args)
     snapshots = store.list(args.cluster)
     with ThreadPoolExecutor(MANIFEST_READERS) as pool:
-        manifests = dict(
-            zip(
-                (s.key for s in snapshots),
-                pool.map(lambda s: store.read_manifest(s) if s.has_manifest else None, snapshots),
-                strict=True,
-            )
+        read = dict(
+            zip((s.key for s in snapshots), pool.map(_manifest_of(store), snapshots), strict=True)
         )
     states = {s.key: store.state_of(s).describe() for s in snapshots}
-    rows = [_listed(s, manifests[s.key], states[s.key]) for s in snapshots]
+    rows = [_listed(s, *read[s.key], states[s.key]) for s in snapshots]
     if args.json:
         for row in rows:
             ctx.say(json.dumps(row, default=str))
@@ -88,7 +85,25 @@ def _count(value: Any) -> str:
     return "?" if value is None else str(value)
 
 
-def _listed(snapshot: StoredSnapshot, manifest: Manifest | None, state: str) -> dict[str, Any]:
+def _manifest_of(
+    store: SnapshotStore,
+) -> Callable[[StoredSnapshot], tuple[Manifest | None, str | None]]:
+    """Reads a snapshot's manifest for ``list``: one that cannot be read is a mark, not a stop."""
+
+    def read(snapshot: StoredSnapshot) -> tuple[Manifest | None, str | None]:
+        if not snapshot.has_manifest:
+            return None, None
+        try:
+            return store.read_manifest(snapshot), None
+        except ManifestError as exc:
+            return None, str(exc)
+
+    return read
+
+
+def _listed(
+    snapshot: StoredSnapshot, manifest: Manifest | None, problem: str | None, state: str
+) -> dict[str, Any]:
     """A snapshot as ``list`` shows it; from its manifest where it has one."""
     marks = [
         mark
@@ -96,7 +111,8 @@ def _listed(snapshot: StoredSnapshot, manifest: Manifest | None, state: str) -> 
             ("held", snapshot.held),
             ("content-drop", bool(manifest and manifest.content_drop)),
             ("retired", snapshot.retired),
-            ("unrecorded", manifest is None),
+            ("bad-manifest", problem is not None),
+            ("unrecorded", manifest is None and problem is None),
         )
         if on
     ]
@@ -113,6 +129,8 @@ def _listed(snapshot: StoredSnapshot, manifest: Manifest | None, state: str) -> 
         "retired": snapshot.retired,
         "recorded": manifest is not None,
     }
+    if problem is not None:
+        row["manifest_problem"] = problem
     if manifest is not None:
         row.update(
             sha256=manifest.sha256,
@@ -121,7 +139,7 @@ def _listed(snapshot: StoredSnapshot, manifest: Manifest | None, state: str) -> 
             raft_term=manifest.raft_term,
             content_drop=manifest.content_drop,
         )
-        for count in ("kv_entries", "service_instances", "nodes", "acl_tokens"):
+        for count in WATCHED_COUNTS:
             row[count] = (manifest.state or {}).get(count)
     return row
 
@@ -233,7 +251,7 @@ def _proven_record(proven: Proven) -> dict[str, Any]:
         record["datacenter"] = proven.manifest.datacenter
         record["cluster"] = proven.manifest.cluster
     if state is not None:
-        for count in ("kv_entries", "service_instances", "nodes", "acl_tokens"):
+        for count in WATCHED_COUNTS:
             record[count] = getattr(state, count)
         record["compatibility_notes"] = list(state.compatibility_notes)
     return record
@@ -269,11 +287,8 @@ def _state_line(proven: Proven) -> str:
     if state is None:
         return f"state {human_bytes(proven.report.state_bytes)}"
     notes = "".join(f"; {note}" for note in state.compatibility_notes)
-    return (
-        f"{state.kv_entries} KV entries, {state.service_instances} service instances, "
-        f"{state.nodes} nodes, {state.acl_tokens} ACL tokens, "
-        f"state {human_bytes(state.state_bytes)}{notes}"
-    )
+    counts = describe_counts(state.to_dict())
+    return f"{counts}, state {human_bytes(state.state_bytes)}{notes}"
 
 
 def download_arguments(command: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
@@ -387,14 +402,12 @@ def restore(ctx: Context, args: argparse.Namespace) -> int:
         )
         if ctx.ask(prompt).strip() != "restore":
             raise NotConfirmedError("restore not confirmed; nothing was sent to Consul")
-    size = _size_of(store, snapshot, args.version_id)
-    progress = Progress("restoring", size, ctx.err)
+    progress = Progress("restoring", manifest.size if manifest else snapshot.size, ctx.err)
     try:
         proven = restore_in_one_pass(
             store,
             snapshot,
             consul,
-            size=size,
             version_id=args.version_id,
             allow_unrecorded=args.allow_unrecorded,
             progress=progress,
@@ -411,19 +424,31 @@ def restore(ctx: Context, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _size_of(store: SnapshotStore, snapshot: StoredSnapshot, version_id: str | None) -> int:
-    """The length of what will be read: the listed size, or the chosen version's."""
-    if version_id is None:
-        return snapshot.size
-    return int(store.head(snapshot.key, version_id)["ContentLength"])
-
-
 def _newer_by_time(store: SnapshotStore, chosen: StoredSnapshot) -> StoredSnapshot | None:
     newest = max(store.list(chosen.cluster), key=by_time)
     return newest if newest.taken_at > chosen.taken_at else None
 
 
-# --- release --------------------------------------------------------------------
+# --- hold and release -------------------------------------------------------------
+
+
+def hold_arguments(command: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    store_options(command, env, cluster_required=True)
+    command.add_argument("snapshot", metavar="latest|KEY", help="the snapshot to keep")
+    command.add_argument("--why", default="held by hand", help="said beside it (list, status)")
+
+
+def hold(ctx: Context, args: argparse.Namespace) -> int:
+    """Keep a snapshot however far it falls beyond keepLatest, until it is released."""
+    store = ctx.store(args)
+    snapshot = store.find(args.cluster, args.snapshot)
+    if snapshot.held:
+        ctx.say(f"{snapshot.key} is held already")
+        return ExitCode.OK
+    body = json.dumps({"held_because": "an operator", "why": args.why}).encode() + b"\n"
+    store.s3.put_object(Bucket=store.bucket, Key=snapshot.name.hold_key, Body=body, IfNoneMatch="*")
+    ctx.say(f"Held {snapshot.key}: the floor keeps it until `consul-backup release` ends the hold")
+    return ExitCode.OK
 
 
 def release_arguments(command: argparse.ArgumentParser, env: Mapping[str, str]) -> None:

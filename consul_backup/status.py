@@ -8,13 +8,14 @@ state of the cluster's alarms. Clusters come from the stack outputs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from components.outputs import ClusterOutputs
-from snapshot_backup.store import SnapshotStore
+from snapshot_backup.manifest import ManifestError
+from snapshot_backup.store import SnapshotStore, by_time
 
 
 @dataclass(frozen=True)
@@ -43,19 +44,6 @@ class ClusterTarget:
         )
 
 
-def targets_from_outputs(outputs: Mapping[str, Any]) -> list[ClusterTarget]:
-    """The stack output ``clusters`` (parsed JSON, or ``ClusterOutputs`` by cluster), sorted.
-
-    ``OutputsError`` names what is missing or wrong: ``ClusterOutputs`` reads
-    every key the program exports, so the two cannot drift apart.
-    """
-    parsed = [
-        value if isinstance(value, ClusterOutputs) else ClusterOutputs.from_dict(name, value)
-        for name, value in outputs.items()
-    ]
-    return [ClusterTarget.from_outputs(o) for o in sorted(parsed, key=lambda o: o.cluster)]
-
-
 @dataclass
 class PlaceStatus:
     bucket: str
@@ -70,6 +58,7 @@ class PlaceStatus:
     content_drop: dict[str, Any] | None = None
     # Snapshots the floor holds since a later one lost content: release when done.
     held: list[str] = field(default_factory=list)
+    manifest_problem: str | None = None
 
 
 @dataclass
@@ -115,8 +104,11 @@ def _place(store: SnapshotStore, target: ClusterTarget, now: datetime) -> PlaceS
     snapshots = store.list(target.cluster)
     if not snapshots:
         return place
-    newest = snapshots[0]
-    manifest = store.read_manifest(newest) if newest.has_manifest else None
+    newest = max(snapshots, key=by_time)  # age is about time: the newest taken, whatever its index
+    try:
+        manifest = store.read_manifest(newest) if newest.has_manifest else None
+    except ManifestError as exc:
+        manifest, place.manifest_problem = None, str(exc)
     head = store.s3.head_object(Bucket=store.bucket, Key=newest.key)
     age = (now - newest.taken_at).total_seconds() / 60
     lock = head.get("ObjectLockMode")
@@ -131,4 +123,5 @@ def _place(store: SnapshotStore, target: ClusterTarget, now: datetime) -> PlaceS
         behind=age > target.window_minutes,
         content_drop=manifest.content_drop if manifest is not None else None,
         held=[s.key for s in snapshots if s.held],
+        manifest_problem=place.manifest_problem,
     )

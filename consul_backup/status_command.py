@@ -20,6 +20,7 @@ from components import schedule
 from components.outputs import ClusterOutputs
 from snapshot_backup.environment import EnvVar
 from snapshot_backup.keys import DEFAULT_PREFIX
+from snapshot_backup.retention import describe_drop
 
 from .context import Context
 from .errors import UsageError
@@ -122,11 +123,9 @@ def _report(ctx: Context, status: ClusterStatus) -> None:
             f"{place.storage_class}{', ' + place.lock if place.lock else ''}  {place.key}"
         )
         if place.content_drop:
-            dropped = ", ".join(
-                f"{count} {change['from']} -> {change['to']}"
-                for count, change in place.content_drop.get("dropped", {}).items()
-            )
-            ctx.say(f"  {'':<8} FLAGGED: content dropped ({dropped})")
+            ctx.say(f"  {'':<8} FLAGGED: content dropped ({describe_drop(place.content_drop)})")
+        if place.manifest_problem:
+            ctx.say(f"  {'':<8} its manifest cannot be read: {place.manifest_problem}")
         for key in place.held:
             ctx.say(f"  {'':<8} held: {key} (consul-backup release it once it is not needed)")
     for alarm, state in sorted(status.alarms.items()):

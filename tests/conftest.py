@@ -17,7 +17,7 @@ import pytest
 
 from consul_backup.cli import run
 from handler import handler
-from snapshot_backup.keys import snapshot_key
+from snapshot_backup.keys import SnapshotKey
 from snapshot_backup.token_source import forget_cached_tokens
 from testbed.consul_double import ConsulDouble
 from testbed.moto_server import aws_env, moto_server
@@ -112,7 +112,7 @@ def run_record(captured: str) -> dict:
 
 def put_archive(s3: Any, bucket: str, cluster: str, when: datetime, index: int, body: bytes) -> str:
     """An object under the key a backup of ``cluster`` at ``when`` would have."""
-    key = snapshot_key(PREFIX, cluster, when, index)
+    key = SnapshotKey.of(PREFIX, cluster, when, index).key
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     return key
 

@@ -26,7 +26,7 @@ from handler import handler
 from snapshot_backup.aws_clients import aws_client
 from snapshot_backup.consul import ConsulError
 from snapshot_backup.deadline import DEADLINE_MARGIN_SECONDS, DeadlineError
-from snapshot_backup.keys import snapshot_key
+from snapshot_backup.keys import SnapshotKey
 from snapshot_backup.s3_upload import MIN_PART_BYTES, UploadError
 from snapshot_backup.settings import SettingsError
 from snapshot_backup.token_source import MIN_HIDDEN_PIECE, RedactedError, Redactor, TokenError
@@ -299,7 +299,9 @@ def test_a_run_that_meets_a_stored_snapshot_records_already_stored(consul, s3, b
     # Occupy the keys of the next few seconds, as an earlier run at the same index would.
     now = datetime.now(UTC)
     occupied = {
-        snapshot_key("consul-snapshots/", "prod", now + timedelta(seconds=s), consul.state.index)
+        SnapshotKey.of(
+            "consul-snapshots/", "prod", now + timedelta(seconds=s), consul.state.index
+        ).key
         for s in range(0, 6)
     }
     for key in occupied:
@@ -668,3 +670,16 @@ def test_a_secrets_manager_that_stops_answering_ends_the_run_at_its_deadline(
     assert usable - 0.3 < elapsed < usable + 0.5
     assert run_record(capsys.readouterr().out)["error"].startswith("DeadlineError")
     assert_nothing_stored(s3, bucket)
+
+
+def test_an_unreadable_previous_manifest_costs_the_comparison_not_the_run(consul, s3, bucket):
+    first = handler({}, None, env=backup_env(consul, bucket))
+    s3.put_object(
+        Bucket=bucket, Key=first["key"].removesuffix(".snap") + ".manifest.json", Body=b"{"
+    )
+    consul.state = RaftState(index=consul.state.index + 1, term=2)
+    second = handler({}, None, env=backup_env(consul, bucket))
+    assert second["result"] == "stored"
+    assert any("no content comparison" in note for note in second["notes"])
+    manifest = second["key"].removesuffix(".snap") + ".manifest.json"
+    assert s3.head_object(Bucket=bucket, Key=manifest)["ContentLength"] > 0

@@ -179,3 +179,43 @@ def test_diff_names_keys_services_and_nodes_never_values(consul, s3, bucket):
     # Values hold secrets: not one byte of one is printed.
     value = HEALTHY.read()[-300:-200]
     assert value.hex() not in text.out and value.decode("latin-1") not in text.out
+
+
+def test_hold_by_hand_and_release(consul, s3, bucket):
+    kept = back_up(consul, bucket, KEEP_LATEST="1")
+    assert cli("hold", "--bucket", bucket, "--cluster", "prod", kept["key"]).code == 0
+    consul.state = RaftState(index=consul.state.index + 1, term=2, seed=1)
+    back_up(consul, bucket, KEEP_LATEST="1")
+    assert tag_of(s3, bucket, kept["key"]) is None  # beyond keepLatest, and kept
+    assert cli("release", "--bucket", bucket, "--cluster", "prod", kept["key"]).code == 0
+    consul.state = RaftState(index=consul.state.index + 1, term=2, seed=2)
+    back_up(consul, bucket, KEEP_LATEST="1")
+    assert tag_of(s3, bucket, kept["key"]) == "true"
+
+
+def test_diff_takes_local_files_in_the_place_they_are_named(consul, s3, bucket, tmp_path):
+    consul.state = RaftState(index=900, term=3, state=HEALTHY)
+    back_up(consul, bucket)
+    older = tmp_path / "older.snap"
+    with older.open("wb") as out:
+        write_archive(out, RaftState(index=800, term=3, state=HEALTHY.replace(kv_entries=100)))
+    result = cli("diff", "--bucket", bucket, "--cluster", "prod", "--older-file", str(older),
+                 "latest", "--json")  # fmt: skip
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert (report["a"]["raft_index"], report["b"]["raft_index"]) == (800, 900)
+    assert report["records"]["KVS"]["change"] == 12
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("inspect", "latest", "--kv-depth", "-3"),
+        ("diff", "latest", "--limit", "-1"),
+        ("diff", "latest"),
+    ],
+)
+def test_wrong_inspect_and_diff_flags_are_usage_errors(consul, s3, bucket, argv):
+    back_up(consul, bucket)
+    result = cli(argv[0], "--bucket", bucket, "--cluster", "prod", *argv[1:])
+    assert result.code == 2, result.err

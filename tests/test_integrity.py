@@ -9,7 +9,9 @@ a restore aims at the wrong cluster or datacenter.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import time
 from dataclasses import replace
@@ -17,8 +19,9 @@ from typing import Any
 
 import pytest
 
+from consul_backup.cli import run
 from handler import verify_handler
-from snapshot_backup.keys import parse_snapshot_key
+from snapshot_backup.keys import parse_key
 from snapshot_backup.manifest import Manifest
 from snapshot_backup.reverify import VerificationError
 from snapshot_backup.s3_upload import MIN_PART_BYTES
@@ -117,8 +120,8 @@ def test_the_snapshot_is_named_by_meta_json_whatever_the_header_says(
 ):
     with ConsulDouble(state=RaftState(index=777, term=3), index_header=header) as consul:
         summary = back_up(consul, bucket)
-    name = parse_snapshot_key(summary["key"], PREFIX)
-    assert name is not None and name.raft_index == 777
+    parsed = parse_key(summary["key"], PREFIX)
+    assert parsed is not None and parsed[0].raft_index == 777
     record = run_record(capsys.readouterr().out)
     assert record["BackupSuccess"] == 1 and note in record["notes"]
     # Listed, found by latest, and proven against its manifest.
@@ -207,3 +210,57 @@ def test_list_versions_shows_every_version_and_the_recorded_one(s3, bucket, cons
         (False, True),
     ]
     assert rows[1]["version_id"] == summary["version_id"]
+
+
+def test_a_snapshot_replaced_while_the_operator_confirms_is_refused_before_any_byte(s3, bucket):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    with ConsulDouble(state=BIG) as source:
+        summary = back_up(source, bucket)
+    forged = archive_bytes(RaftState(index=BIG.index, term=BIG.term, size=BIG.length, seed=7))
+
+    def confirm_while_it_is_swapped(prompt: str) -> str:
+        # Listed, shown and checked already; replaced while the operator reads it.
+        s3.put_object(Bucket=bucket, Key=summary["key"], Body=forged + bytes(300 << 10))
+        return "restore"
+
+    out, err = io.StringIO(), io.StringIO()
+    with ConsulDouble() as target:
+        args = ["restore", "--bucket", bucket, "--cluster", "prod", "latest",
+                "--consul-addr", target.address]  # fmt: skip
+        code = run(args, env={**os.environ, **TOKEN}, out=out, err=err,
+                   ask=confirm_while_it_is_swapped)  # fmt: skip
+        assert code == 1, err.getvalue()
+        assert f"(SHA-256 {summary['sha256']}): S3 serves another version" in err.getvalue()
+        assert [r for r in target.requests if r.method == "PUT"] == []
+        assert target.restores == 0
+
+
+@pytest.mark.parametrize(
+    ("manifest", "problem"),
+    [
+        (b"not json", "is not JSON"),
+        (b"x" * (5 << 20), "is larger than"),
+        (None, "content_drop"),
+    ],
+    ids=["not json", "oversized", "a content drop of another shape"],
+)
+def test_a_damaged_manifest_is_named_by_every_command_never_a_crash(
+    consul, s3, bucket, manifest, problem
+):
+    summary = back_up(consul, bucket)
+    key = summary["key"].removesuffix(".snap") + ".manifest.json"
+    if manifest is None:  # the right shape, but for one field
+        document = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        document["content_drop"] = {"dropped": ["kv_entries"]}
+        manifest = json.dumps(document).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=manifest)
+    listed = cli("list", "--bucket", bucket, "--json")
+    assert listed.code == 0, listed.err
+    row = json.loads(listed.out)
+    assert "bad-manifest" in row["marks"] and problem in row["manifest_problem"]
+    status = cli("status", "--bucket", bucket, "--cluster", "prod")
+    assert status.code == 0 and "its manifest cannot be read" in status.out
+    for command in (("verify",), ("inspect",), ("restore", "--consul-addr", consul.address)):
+        done = cli(command[0], "--bucket", bucket, "--cluster", "prod", "latest", *command[1:],
+                   "--yes" if command[0] == "restore" else "--json", env=TOKEN)  # fmt: skip
+        assert done.code == 1 and problem in done.err, (command, done.err)

@@ -9,10 +9,11 @@ import pytest
 from snapshot_backup.keys import (
     CLUSTER_NAME,
     DEFAULT_PREFIX,
+    ObjectKind,
+    SnapshotKey,
     cluster_prefix,
     normalize_prefix,
-    parse_snapshot_key,
-    snapshot_key,
+    parse_key,
 )
 
 WHEN = datetime(2026, 11, 29, 4, 5, 6, tzinfo=UTC)
@@ -28,18 +29,18 @@ def test_a_prefix_is_empty_or_ends_in_one_slash(prefix, normalized):
 
 
 def test_keys_sort_by_time_within_a_cluster_and_read_back():
-    key = snapshot_key("consul-snapshots/", "prod", WHEN, 4711)
+    key = SnapshotKey.of("consul-snapshots/", "prod", WHEN, 4711).key
     assert key == "consul-snapshots/prod/2026/11/29/prod-20261129T040506Z-4711.snap"
-    later = snapshot_key("consul-snapshots/", "prod", WHEN + timedelta(seconds=1), 1)
+    later = SnapshotKey.of("consul-snapshots/", "prod", WHEN + timedelta(seconds=1), 1).key
     assert later > key
-    parsed = parse_snapshot_key(key, "consul-snapshots")
-    assert parsed is not None
-    assert (parsed.cluster, parsed.taken_at, parsed.raft_index) == ("prod", WHEN, 4711)
+    parsed = parse_key(key, "consul-snapshots")
+    assert parsed is not None and parsed[1] is ObjectKind.SNAPSHOT
+    assert (parsed[0].cluster, parsed[0].taken_at, parsed[0].raft_index) == ("prod", WHEN, 4711)
 
 
 def test_times_are_written_in_utc():
     local = WHEN.astimezone(timezone(timedelta(hours=5)))
-    assert snapshot_key("", "prod", local, 1) == snapshot_key("", "prod", WHEN, 1)
+    assert SnapshotKey.of("", "prod", local, 1).key == SnapshotKey.of("", "prod", WHEN, 1).key
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def test_times_are_written_in_utc():
     ],
 )
 def test_keys_this_tool_did_not_write_are_not_snapshots(key):
-    assert parse_snapshot_key(key, "consul-snapshots/") is None
+    assert parse_key(key, "consul-snapshots/") is None
 
 
 @pytest.mark.parametrize("name", ["a", "prod", "eu-west-1", "a" * 32])

@@ -92,12 +92,16 @@ def test_locked_versions_stay_until_their_lock_ends_even_when_retired(s3):
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-def put_snapshots(s3: Any, bucket: str, count: int, start_index: int = 100) -> list[str]:
-    """``count`` hourly snapshots with manifests-less archives, oldest first."""
+def put_snapshots(
+    s3: Any, bucket: str, count: int, start_index: int = 100, recorded: bool = True
+) -> list[str]:
+    """``count`` hourly snapshots (with a manifest beside each when ``recorded``), oldest first."""
     keys = []
     for n in range(count):
         name = SnapshotKey.of(PREFIX, "prod", T0 + timedelta(hours=n), start_index + n)
         s3.put_object(Bucket=bucket, Key=name.key, Body=b"archive")
+        if recorded:  # the floor looks at whether there is one, not inside
+            s3.put_object(Bucket=bucket, Key=name.manifest_key, Body=b"{}")
         keys.append(name.key)
     return keys
 
@@ -116,7 +120,7 @@ def count_calls(s3: Any, operation: str) -> list[dict[str, Any]]:
 
 
 def test_every_snapshot_beyond_the_floor_is_retired_however_many(s3, bucket):
-    keys = put_snapshots(s3, bucket, 25)
+    keys = put_snapshots(s3, bucket, 25, recorded=False)  # stored by the old code
     # The old window retired only the three just beyond keepLatest: 15 were stranded.
     for key in keys[15:18]:
         s3.put_object_tagging(
@@ -125,16 +129,47 @@ def test_every_snapshot_beyond_the_floor_is_retired_however_many(s3, bucket):
     store = SnapshotStore(s3, bucket, PREFIX)
     result = apply_floor(store, "prod", keep_latest=7)
     assert sorted(result.retired) == sorted(keys[:18]) and not result.errors
-    assert [tag_of(s3, bucket, key) for key in keys] == ["true"] * 18 + [None] * 7
+    # Inside the floor, the old code's snapshots are said "false" outright: it may
+    # have tagged some of them without leaving a marker.
+    assert [tag_of(s3, bucket, key) for key in keys] == ["true"] * 18 + ["false"] * 7
     listed = store.list("prod")
     assert [s.retired for s in listed] == [False] * 7 + [True] * 18
     # The markers are born tagged, so they expire with their snapshots.
     marker = SnapshotKey.of(PREFIX, "prod", T0, 100).retired_key
     assert tag_of(s3, bucket, marker) == "true"
 
+    # Snapshots the old code stored sit inside the floor without markers: their
+    # tag is not known, so each run says "false" again (7 requests, no more).
     tagging = count_calls(s3, "PutObjectTagging")
     again = apply_floor(store, "prod", keep_latest=7)
-    assert (again.retired, again.kept_again, tagging) == ([], [], [])  # one listing, no change
+    assert again.retired == [] and sorted(again.kept_again) == sorted(keys[18:])
+    assert {call["Tagging"]["TagSet"][0]["Value"] for call in tagging} == {"false"}
+
+
+def test_a_recorded_floor_costs_one_listing_and_no_change(s3, bucket):
+    put_snapshots(s3, bucket, 12)
+    store = SnapshotStore(s3, bucket, PREFIX)
+    apply_floor(store, "prod", keep_latest=7)
+    tagging = count_calls(s3, "PutObjectTagging")
+    deletes = count_calls(s3, "DeleteObject")
+    again = apply_floor(store, "prod", keep_latest=7)
+    assert (again.retired, again.kept_again, tagging, deletes) == ([], [], [], [])
+
+
+def test_legacy_snapshots_tagged_by_the_old_code_come_back_into_a_raised_floor(s3, bucket):
+    keys = put_snapshots(s3, bucket, 10, recorded=False)
+    for key in keys[:3]:  # the old window tagged ranks 8 to 10, and left no marker
+        s3.put_object_tagging(
+            Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": RETIRED_TAG_KEY, "Value": "true"}]}
+        )
+    apply_floor(SnapshotStore(s3, bucket, PREFIX), "prod", keep_latest=10)
+    assert [tag_of(s3, bucket, key) for key in keys] == ["false"] * 10
+
+
+def test_a_long_retirement_is_counted_in_the_runs_line_not_listed(s3, bucket):
+    put_snapshots(s3, bucket, 40)
+    record = apply_floor(SnapshotStore(s3, bucket, PREFIX), "prod", keep_latest=1).as_record()
+    assert record["retired_count"] == 39 and len(record["retired"]) == 10
 
 
 def test_lowering_and_raising_keep_latest_moves_the_floor_both_ways(s3, bucket):

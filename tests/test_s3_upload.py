@@ -213,3 +213,28 @@ def test_buffers_stay_within_the_budget_whatever_the_part_count(monkeypatch):
     assert largest == 8192 and stored.parts == len(s3.part_sizes) < MAX_PARTS
     assert sum(s3.part_sizes) == 12_000_000
     assert 0 < s3.peak_buffer_bytes <= max(4096, 2 * largest)
+
+
+def test_an_older_botocore_gets_part_checksums_and_the_manifests_sha256_only(
+    s3, bucket, monkeypatch
+):
+    # The Lambda runtime's boto3 is the region's: without full-object checksums
+    # (botocore before 1.36) the upload still stores, with per-part CRC-32s.
+    monkeypatch.setattr(s3_upload, "accepts", lambda *_: False)
+    sent: list[dict] = []
+    s3.meta.events.register(
+        "before-parameter-build.s3.CompleteMultipartUpload",
+        lambda params, **_: sent.append(dict(params)),
+    )
+    data = os.urandom(MIN_PART_BYTES + 99)
+    stored = StreamingUpload(s3, bucket, "old.snap")
+    write_in_pieces(stored, data, piece=1 << 20)
+    result = stored.commit()
+    assert "ChecksumType" not in sent[0] and sent[0]["IfNoneMatch"] == "*"
+    assert result.crc32 == base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    assert s3.get_object(Bucket=bucket, Key="old.snap")["Body"].read() == data
+
+
+def test_the_client_says_which_parameters_it_knows(s3):
+    assert s3_upload.accepts(s3, "CompleteMultipartUpload", "IfNoneMatch")
+    assert not s3_upload.accepts(s3, "CompleteMultipartUpload", "NoSuchParameter")

@@ -802,3 +802,17 @@ def test_options_are_checked() -> None:
         StateDecoder(kv_depth=-1)
     with pytest.raises(ValueError):
         StateDecoder(max_kv_prefixes=-1)
+
+
+def test_a_summary_keeps_long_prefixes_short_and_apart():
+    # Whoever may write a KV key must not inflate the summary (and the manifest).
+    state = msgpack.packb({"LastIndex": 1}, use_bin_type=False)
+    for n in range(50):
+        key = b"p" * 100_000 + str(n).encode() + b"/x"
+        entry = {"CreateIndex": 1, "Flags": 0, "Key": key, "LockIndex": 0, "ModifyIndex": 1,
+                 "Session": b"", "Value": b"v"}  # fmt: skip
+        state += b"\x02" + msgpack.packb(entry, use_bin_type=False)
+    summary = summarize_state(state, kv_depth=1)
+    assert len(summary.kv_prefixes) == 50
+    assert all(len(prefix.encode()) <= 256 for prefix in summary.kv_prefixes)
+    assert len(json.dumps(summary.to_dict())) < 50_000

@@ -12,7 +12,7 @@ import boto3
 
 from components.outputs import ClusterOutputs, read_stack_outputs
 from consul_backup.exit_codes import ExitCode
-from consul_backup.status import ClusterTarget, targets_from_outputs
+from consul_backup.status import ClusterTarget
 from testbed.pulumi_mocks import ACCOUNT, REGION, run_program
 from tests.conftest import back_up, cli, put_archive
 
@@ -79,7 +79,8 @@ def test_the_programs_exports_are_what_status_reads():
 
 
 def test_status_judges_the_places_the_program_exports():
-    targets = targets_from_outputs(json.loads(stack_outputs_json())["clusters"])
+    outputs = read_stack_outputs(stack_outputs_json())
+    targets = [ClusterTarget.from_outputs(outputs[name]) for name in sorted(outputs)]
     assert [t.cluster for t in targets] == ["prod", "stage"]
     prod, stage = targets
     assert prod == ClusterTarget(

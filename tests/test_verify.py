@@ -463,6 +463,21 @@ STRICTER: dict[str, tuple[bytes, str]] = {
         "meta.json nests deeper than this verifier reads",
     ),
     "reserved gzip header flags": (gzip_with_reserved_flag(), "sets reserved header flags"),
+    # Consul reads concatenated gzip members as one stream; its writer writes one.
+    # The restore holds back an archive's last 64 KiB until the verdict: with one
+    # member, that tail holds the trailer Consul needs to finish reading.
+    "the tar split across several gzip members": (
+        gzip_members(S.tar(), [1, 511, 700, 2000]),
+        "the archive is 5 gzip members; Consul writes one",
+    ),
+    "an empty gzip member after the last": (
+        S.archive() + gzip.compress(b""),
+        "the archive is 2 gzip members; Consul writes one",
+    ),
+    "an empty gzip member after the last, with a comment of 511 bytes": (
+        S.archive() + gzip_member(b"", comment=LONGEST_NAME),
+        "the archive is 2 gzip members; Consul writes one",
+    ),
 }
 
 
@@ -508,8 +523,6 @@ def pax_sized_state() -> bytes:
 
 
 ACCEPTED: dict[str, bytes] = {
-    "the tar split across several gzip members": gzip_members(S.tar(), [1, 511, 700, 2000]),
-    "an empty gzip member after the last": S.archive() + gzip.compress(b""),
     "no end marker at all": S.but(end=b"").archive(),
     "one zero block, then the end of the stream": S.but(end=bytes(BLOCK)).archive(),
     "the stream ends inside the last member's padding": gzip.compress(S.but(end=b"").tar()[:-50]),
@@ -531,9 +544,6 @@ ACCEPTED: dict[str, bytes] = {
     "a gzip file name of 511 bytes, the longest Go reads": gzip_member(S.tar(), name=LONGEST_NAME),
     "a gzip header with every optional field and a CRC over all of it": gzip_member(
         S.tar(), extra=b"x" * 64, name=b"snapshot.tar", comment=b"c", header_crc=True
-    ),
-    "an empty gzip member after the last, with a comment of 511 bytes": (
-        S.archive() + gzip_member(b"", comment=LONGEST_NAME)
     ),
 }
 

@@ -36,8 +36,8 @@ from .consul import ConsulClient, ConsulError, SnapshotStream
 from .deadline import STALLED, TOO_SLOW, Deadline, DeadlineError
 from .entry import run_entry
 from .keys import SnapshotKey
-from .manifest import Manifest
-from .retention import apply_floor, content_drops, hold_last_good
+from .manifest import Manifest, ManifestError
+from .retention import apply_floor, content_drops, describe_drop, hold_last_good
 from .s3_upload import AlreadyStoredError, MetadataTooLateError, StoredObject, StreamingUpload
 from .settings import BackupSettings, load_settings
 from .store import SnapshotStore, StoredSnapshot, by_time
@@ -273,9 +273,27 @@ def _anchor(
     """Judge the content against the snapshot before, write the manifest, hold if flagged."""
     assert taken.name is not None
     earlier = _taken_before(store, taken.name)
-    summary.content_drop = _content_drop(store, earlier, summary.state, settings)
+    previous = _previous_manifest(store, earlier, summary)
+    if previous is not None and previous.state is not None and summary.state is not None:
+        dropped = content_drops(previous.state, summary.state, settings.content_drop_percent)
+        if dropped:
+            summary.content_drop = {
+                "previous": previous.key,
+                "percent": settings.content_drop_percent,
+                "dropped": dropped,
+            }
+    _write_manifest(store, taken, report, summary)
+    if summary.content_drop:
+        flagged = StoredSnapshot(taken.name, summary.bytes, has_manifest=True)
+        summary.held = _hold(store, flagged, earlier, summary.content_drop, summary)
+
+
+def _write_manifest(
+    store: SnapshotStore, taken: _Taken, report: ArchiveReport, summary: RunSummary
+) -> None:
+    assert taken.name is not None
     manifest = Manifest(
-        cluster=settings.cluster_name,
+        cluster=summary.cluster,
         key=taken.name.key,
         version_id=summary.version_id if summary.version_id not in (None, "null") else None,
         size=summary.bytes,
@@ -290,7 +308,7 @@ def _anchor(
         last_contact_ms=taken.stream.last_contact_ms,
         taken_at=taken.taken_at,
         duration_s=round(time.monotonic() - taken.started, 3),
-        state=summary.state,
+        state=report.state.to_dict() if report.state is not None else None,
         content_drop=summary.content_drop,
     )
     try:
@@ -301,8 +319,6 @@ def _anchor(
             "is not: readers refuse it (consul-backup ... --allow-unrecorded reads it)"
         )
         raise
-    if summary.content_drop:
-        summary.held = _hold(store, taken.name, earlier, summary)
 
 
 def _taken_before(store: SnapshotStore, name: SnapshotKey) -> list[StoredSnapshot]:
@@ -312,36 +328,39 @@ def _taken_before(store: SnapshotStore, name: SnapshotKey) -> list[StoredSnapsho
     return sorted(before, key=by_time, reverse=True)
 
 
-def _content_drop(
-    store: SnapshotStore,
-    earlier: list[StoredSnapshot],
-    state: Mapping[str, Any] | None,
-    settings: BackupSettings,
-) -> dict[str, Any] | None:
-    """What fell steeply against the snapshot taken before this one (None: nothing, or unknown)."""
-    if state is None or not earlier or not earlier[0].has_manifest:
+def _previous_manifest(
+    store: SnapshotStore, earlier: list[StoredSnapshot], summary: RunSummary
+) -> Manifest | None:
+    """The manifest of the snapshot taken before this one; None where there is none to read.
+
+    One that cannot be read (damaged, foreign) only costs the comparison: the
+    snapshot just stored is anchored all the same, and the run says why.
+    """
+    if not earlier or not earlier[0].has_manifest:
         return None
-    previous = store.read_manifest(earlier[0])
-    if previous is None or previous.state is None:
+    try:
+        return store.read_manifest(earlier[0])
+    except (ManifestError, ValueError, store.s3.exceptions.ClientError) as exc:
+        summary.notes.append(f"no content comparison: {earlier[0].key}'s manifest: {exc}")
         return None
-    dropped = content_drops(previous.state, state, settings.content_drop_percent)
-    if not dropped:
-        return None
-    return {"previous": previous.key, "percent": settings.content_drop_percent, "dropped": dropped}
 
 
 def _hold(
-    store: SnapshotStore, name: SnapshotKey, earlier: list[StoredSnapshot], summary: RunSummary
+    store: SnapshotStore,
+    flagged: StoredSnapshot,
+    earlier: list[StoredSnapshot],
+    content_drop: Mapping[str, Any],
+    summary: RunSummary,
 ) -> str | None:
-    """Hold the last good snapshot; a failure is reported (the content-drop alarm fires anyway)."""
-    assert summary.content_drop is not None
-    what = ", ".join(
-        f"{count} {change['from']} -> {change['to']}"
-        for count, change in summary.content_drop["dropped"].items()
-    )
-    flagged = StoredSnapshot(name, summary.bytes, has_manifest=True)
+    """Hold the last good snapshot; a failure (after botocore's retries) is reported.
+
+    The run is not failed for it: the snapshot is stored, and the content-drop
+    alarm fires all the same; the operator holds by hand what must be kept.
+    """
     try:
-        return hold_last_good(store, flagged, earlier, f"content dropped: {what}")
+        return hold_last_good(
+            store, flagged, earlier, f"content dropped: {describe_drop(content_drop)}"
+        )
     except Exception as exc:  # noqa: BLE001 - the snapshot is stored; say what failed
         summary.notes.append(f"holding the last good snapshot failed: {type(exc).__name__}: {exc}")
         return None

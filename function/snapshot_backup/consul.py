@@ -26,6 +26,8 @@ from .gunzip import GunzipReader
 SNAPSHOT_PATH = "/v1/snapshot"
 AGENT_SELF_PATH = "/v1/agent/self"
 AGENT_SELF_TIMEOUT = 10.0
+# How long a restore may take once its body is sent, before it is given up on.
+RESTORE_ANSWER_SECONDS = 3600.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 300.0
 RETRY_DELAY_CAP = 30.0
@@ -346,6 +348,11 @@ class ConsulClient:
                 headers=headers,
                 chunked=size is None,
                 preload_content=False,
+                # Consul answers once it has restored: for a large state, minutes.
+                timeout=urllib3.Timeout(
+                    connect=self.settings.connect_timeout,
+                    read=max(self.settings.read_timeout, RESTORE_ANSWER_SECONDS),
+                ),
             )
         except urllib3.exceptions.HTTPError as exc:
             raise ConsulError(f"Consul at {self.base_url} is unreachable: {exc}") from exc

@@ -84,6 +84,11 @@ class GunzipReader(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
+    @property
+    def members(self) -> int:
+        """How many gzip members were started so far."""
+        return self._members
+
     def start(self) -> None:
         """Check the first member's header, as Go's ``gzip.NewReader`` does before any read."""
         if self._members == 0:

@@ -137,14 +137,3 @@ def parse_key(key: str, prefix: str | None) -> tuple[SnapshotKey, ObjectKind] | 
         return None
     name = SnapshotKey(prefix, match["cluster"], taken_at, int(match["index"]))
     return name, ObjectKind(match["suffix"])
-
-
-def parse_snapshot_key(key: str, prefix: str | None) -> SnapshotKey | None:
-    """The name of the snapshot archive at ``key``; None for any other object."""
-    parsed = parse_key(key, prefix)
-    return parsed[0] if parsed is not None and parsed[1] is ObjectKind.SNAPSHOT else None
-
-
-def snapshot_key(prefix: str | None, cluster: str, taken_at: datetime, raft_index: int) -> str:
-    """The archive's key for a snapshot of ``cluster`` taken at ``taken_at``."""
-    return SnapshotKey.of(prefix, cluster, taken_at, raft_index).key

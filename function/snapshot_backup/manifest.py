@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from .keys import SnapshotKey, check_cluster_name
+from .state_bin import StateSummary
 from .verify import ArchiveError
 
 MANIFEST_FORMAT = 1
@@ -67,7 +68,10 @@ class Manifest:
     def to_json(self) -> bytes:
         document = asdict(self)
         document["taken_at"] = self.taken_at.isoformat()
-        return json.dumps(document, sort_keys=True, indent=1, allow_nan=False).encode() + b"\n"
+        raw = json.dumps(document, sort_keys=True, indent=1, allow_nan=False).encode() + b"\n"
+        if len(raw) > MAX_MANIFEST_BYTES:  # the readers' cap holds for the writer too
+            raise ManifestError(f"a manifest of {len(raw)} bytes is over {MAX_MANIFEST_BYTES}")
+        return raw
 
     @classmethod
     def from_json(cls, raw: bytes, where: str = "manifest") -> Manifest:
@@ -89,6 +93,9 @@ class Manifest:
         try:
             values["taken_at"] = datetime.fromisoformat(values["taken_at"])
             check_cluster_name(values["cluster"])
+            if values["state"] is not None:
+                StateSummary.from_dict(values["state"])  # refused unless it is one
+            _check_content_drop(values["content_drop"])
         except ValueError as exc:
             raise ManifestError(f"{where}: {exc}") from exc
         return cls(**values)
@@ -100,6 +107,26 @@ class Manifest:
         as another cluster's with a message of its own (``--into-other-cluster``).
         """
         return (self.key, self.raft_index) == (name.key, name.raft_index)
+
+
+def _check_content_drop(drop: Any) -> None:
+    """``{"previous": key, "percent": n, "dropped": {count: {"from": n, "to": n}}}`` or None."""
+    if drop is None:
+        return
+    dropped = drop.get("dropped")
+    shaped = (
+        isinstance(drop.get("previous"), str)
+        and type(drop.get("percent")) is int
+        and isinstance(dropped, dict)
+        and all(
+            isinstance(change, dict)
+            and set(change) == {"from", "to"}
+            and all(type(n) is int for n in change.values())
+            for change in dropped.values()
+        )
+    )
+    if not shaped:
+        raise ValueError(f"content_drop {drop!r} is not what a backup records")
 
 
 def _refuse_constant(name: str) -> Any:

@@ -59,6 +59,8 @@ WATCHED_COUNTS = ("kv_entries", "service_instances", "nodes", "acl_tokens")
 HOLD_SEARCH_DEPTH = 50
 # Tagging runs on a few threads: lowering keepLatest can retire hundreds at once.
 TAGGING_THREADS = 8
+# Keys a run's line names, of those it retired or kept again; the rest are counted.
+RECORDED_KEYS = 10
 
 
 def content_drops(
@@ -73,6 +75,32 @@ def content_drops(
         if before >= CONTENT_DROP_MIN_COUNT and (before - now) * 100 > before * percent:
             dropped[name] = {"from": before, "to": now}
     return dropped
+
+
+# How a count reads, in lines for people.
+COUNT_WORDS = {
+    "kv_entries": "KV entries",
+    "service_instances": "service instances",
+    "nodes": "nodes",
+    "acl_tokens": "ACL tokens",
+}
+
+
+def describe_counts(state: Mapping[str, Any]) -> str:
+    """``112 KV entries, 12 service instances, 4 nodes, 3 ACL tokens``."""
+    return ", ".join(f"{state.get(name)} {COUNT_WORDS[name]}" for name in WATCHED_COUNTS)
+
+
+def describe_drop(content_drop: Mapping[str, Any]) -> str:
+    """``kv_entries 112 -> 10, nodes 30 -> 3``: what a flagged snapshot lost."""
+    dropped = content_drop.get("dropped")
+    if not isinstance(dropped, Mapping):
+        return "(not recorded)"
+    return ", ".join(
+        f"{name} {change.get('from')} -> {change.get('to')}"
+        for name, change in dropped.items()
+        if isinstance(change, Mapping)
+    )
 
 
 @dataclass(frozen=True)
@@ -90,9 +118,14 @@ def plan_floor(snapshots: Iterable[StoredSnapshot], keep_latest: int) -> FloorPl
     newest_by_time = sorted(every, key=by_time, reverse=True)[:keep_latest]
     kept = {s.key for s in (*newest_by_index, *newest_by_time)} | {s.key for s in every if s.held}
     oldest_first = sorted(every, key=by_rank)
+    # Inside the floor: a snapshot marked retired is tagged back; so is one stored
+    # before manifests and markers existed, which older code may have tagged
+    # without a marker (bounded by the floor's size, until such snapshots age out).
     return FloorPlan(
         retire=tuple(s for s in oldest_first if s.key not in kept and not s.retired),
-        keep_again=tuple(s for s in oldest_first if s.key in kept and s.retired),
+        keep_again=tuple(
+            s for s in oldest_first if s.key in kept and (s.retired or not s.has_manifest)
+        ),
     )
 
 
@@ -104,9 +137,14 @@ class FloorResult:
     deferred: int = 0  # left for the next run: no time left in this one
 
     def as_record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"retired": self.retired}
+        """For the run's line, which CloudWatch cuts at 256 KiB: counts, and a few keys."""
+        record: dict[str, Any] = {
+            "retired": self.retired[:RECORDED_KEYS],
+            "retired_count": len(self.retired),
+        }
         if self.kept_again:
-            record["kept_again"] = self.kept_again
+            record["kept_again"] = self.kept_again[:RECORDED_KEYS]
+            record["kept_again_count"] = len(self.kept_again)
         if self.deferred:
             record["retire_deferred"] = self.deferred
         if self.errors:
@@ -180,9 +218,14 @@ def _retire(store: SnapshotStore, snapshot: StoredSnapshot) -> None:
 
 
 def _keep_again(store: SnapshotStore, snapshot: StoredSnapshot) -> None:
-    """Back inside the floor: the tag lifecycle matches is taken off, then the marker."""
+    """Back inside the floor: the tag lifecycle matches is taken off, then the marker.
+
+    In this order: should the delete fail, the marker stays, and the next run
+    (the snapshot still inside the floor) tags and deletes again.
+    """
     _tag(store, snapshot, KEPT_TAG_VALUE)
-    store.s3.delete_object(Bucket=store.bucket, Key=snapshot.name.retired_key)
+    if snapshot.retired:  # deleting a missing key would leave a delete marker behind
+        store.s3.delete_object(Bucket=store.bucket, Key=snapshot.name.retired_key)
 
 
 def hold_last_good(

@@ -26,7 +26,7 @@ from .entry import run_entry
 from .manifest import Manifest, ManifestMismatchError, check_against, mismatch, unrecorded
 from .settings import StoreSettings, load_store_settings
 from .state_bin import StateDecoder
-from .store import SnapshotStore, StoredSnapshot
+from .store import SnapshotStore, StoredSnapshot, by_time
 from .telemetry import verify_record
 from .verify import ArchiveError, ArchiveReport, TeeReader, verify_archive
 
@@ -63,11 +63,16 @@ def prove_stored(
     allow_unrecorded: bool = False,
     observe: Callable[[bytes], None] | None = None,
     state: StateDecoder | None = None,
+    on_open: Callable[[int], None] | None = None,
 ) -> Proven:
     """Read ``snapshot`` once through the verifier and check it against its manifest.
 
     ``observe`` sees every byte as it passes (progress, a file being written,
-    the body of a restore). Raises ``ArchiveError`` for an archive Consul would
+    the body of a restore); ``on_open`` is told the length of what is about to
+    be read, once S3 has answered and the answer was checked, before the first
+    byte. What S3's answer already tells (the version read, its length) is
+    checked against the manifest first: a replaced object is refused before a
+    byte is read or passed on. Raises ``ArchiveError`` for an archive Consul would
     refuse, ``ManifestMismatchError`` for one that is not what its manifest
     records (naming the manifest's SHA-256), ``UnrecordedSnapshotError`` for a
     snapshot without a manifest unless ``allow_unrecorded``.
@@ -76,11 +81,6 @@ def prove_stored(
     if manifest is None and not allow_unrecorded:
         raise unrecorded(store.bucket, snapshot.name)
     where = f"s3://{store.bucket}/{snapshot.key}"
-    if manifest is not None and version_id is None and snapshot.size != manifest.size:
-        # Known from the listing: refused before a byte is read (or sent on to Consul).
-        raise mismatch(
-            where, manifest, f"it has {snapshot.size} bytes, the manifest recorded {manifest.size}"
-        )
     response = store.open(snapshot.key, version_id)
     digest = hashlib.sha256()
     size = 0
@@ -93,11 +93,14 @@ def prove_stored(
             observe(data)
 
     try:
+        read_version = _version_of(response)
+        if manifest is not None:
+            _check_answer(manifest, where, response, read_version)
+        if on_open is not None:
+            on_open(int(response["ContentLength"]))
         report = verify_archive(TeeReader(response["Body"], tee), state=state)
     finally:
         response["Body"].close()
-    read_version = response.get("VersionId")
-    read_version = None if read_version in (None, "null") else read_version
     if manifest is not None:
         check_against(
             manifest,
@@ -115,9 +118,36 @@ def prove_stored(
     return Proven(snapshot, report, digest.hexdigest(), size, read_version, manifest)
 
 
+def _version_of(response: dict[str, Any]) -> str | None:
+    version = response.get("VersionId")
+    return None if version in (None, "null") else str(version)
+
+
+def _check_answer(
+    manifest: Manifest, where: str, response: dict[str, Any], read_version: str | None
+) -> None:
+    """Before reading: S3's answer must be the version and the length the manifest records.
+
+    S3 Replication keeps version ids, so a replica answers with the recorded one
+    too; a bucket without versioning answers with none, and the SHA-256 decides.
+    """
+    length = int(response["ContentLength"])
+    if read_version and manifest.version_id and read_version != manifest.version_id:
+        raise mismatch(where, manifest, f"S3 serves another version ({length} bytes)", read_version)
+    if length != manifest.size:
+        raise mismatch(
+            where, manifest, f"it has {length} bytes, the manifest recorded {manifest.size}"
+        )
+
+
 def verify_newest(store: SnapshotStore, cluster: str, now: datetime) -> dict[str, Any]:
-    """Prove the newest snapshot S3 serves at once; what was proven, or an error."""
-    candidates = store.list(cluster)[:SCAN_DEPTH]
+    """Prove the newest snapshot taken that S3 serves at once; what was proven, or an error.
+
+    The newest by time, not by Raft index: after a cluster was rebuilt from an
+    older snapshot, its new snapshots carry lower indexes, and they are the ones
+    whose restorability is news.
+    """
+    candidates = sorted(store.list(cluster), key=by_time, reverse=True)[:SCAN_DEPTH]
     if not candidates:
         raise VerificationError(f"no snapshot of {cluster} in s3://{store.bucket}/{store.prefix}")
     readable = [s for s in candidates if store.state_of(s).readable]

@@ -97,6 +97,8 @@ DEFAULT_MAX_KV_PREFIXES = 1000
 # (StricterStateError). Consul's HTTP API takes a key in the URL, which Go's
 # server caps at 1 MB of request line and headers.
 MAX_CAPTURED_STRING = 1 << 20
+# A KV prefix as a summary keeps it, at most: longer ones are cut and tagged.
+MAX_PREFIX_BYTES = 256
 STATE_SUMMARY_FORMAT = 1
 DIGEST_BYTES = 16  # blake2b-128 of each KV value, in details mode
 
@@ -1395,7 +1397,10 @@ def _prefix(key: bytes, depth: int) -> tuple[bytes, bytes | None]:
 
     A key with fewer segments is its own prefix. Also returns what any key with
     the same prefix starts with, where one such exists: the prefix and a "/"
-    when the key was cut (all keys, for depth 0), else None.
+    when the key was cut (all keys, for depth 0), else None. A prefix longer
+    than ``MAX_PREFIX_BYTES`` is kept as its start and a digest of the whole
+    (``_shortened``): anyone who can write a KV key must not be able to make a
+    summary, or a manifest, of hundreds of megabytes.
     """
     if depth == 0:
         return b"", b""
@@ -1403,8 +1408,15 @@ def _prefix(key: bytes, depth: int) -> tuple[bytes, bytes | None]:
     for _ in range(depth):
         cut = key.find(b"/", cut + 1)
         if cut < 0:
-            return key, None
-    return key[:cut], key[: cut + 1]
+            return _shortened(key), None
+    return _shortened(key[:cut]), key[: cut + 1]
+
+
+def _shortened(prefix: bytes) -> bytes:
+    if len(prefix) <= MAX_PREFIX_BYTES:
+        return prefix
+    digest = hashlib.blake2b(prefix, digest_size=8).hexdigest().encode()
+    return prefix[: MAX_PREFIX_BYTES - 24] + b"...#" + digest
 
 
 def _compatibility_notes(counts: list[int]) -> list[str]:

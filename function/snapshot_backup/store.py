@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from .keys import ObjectKind, SnapshotKey, cluster_prefix, normalize_prefix, parse_key
-from .manifest import Manifest, ManifestError
+from .manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError
 
 
 class SnapshotNotFoundError(LookupError):
@@ -247,8 +247,8 @@ class SnapshotStore:
         except self.s3.exceptions.NoSuchKey:
             return None
         where = f"s3://{self.bucket}/{name.manifest_key}"
-        with response["Body"] as body:
-            manifest = Manifest.from_json(body.read(), where)
+        with response["Body"] as body:  # no more than a manifest may hold, plus one byte
+            manifest = Manifest.from_json(body.read(MAX_MANIFEST_BYTES + 1), where)
         if not manifest.belongs_to(name):
             raise ManifestError(f"{where} describes {manifest.key}, not {name.key}")
         return manifest

@@ -39,6 +39,7 @@ FIRST_VISIBLE, LAST_VISIBLE = 0x21, 0x7E
 # Pieces of a token between characters that cannot be sent are hidden on their
 # own once they are this long, in case a message quotes only one line of it.
 MIN_HIDDEN_PIECE = 8
+MIN_REDACTED_TOKEN = 4
 
 
 class TokenError(Exception):
@@ -167,7 +168,10 @@ class Redactor:
     """Takes tokens out of text, records and exceptions."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        forms = set().union(*(spellings(secret) for secret in secrets if secret))
+        # A token of a few characters cannot be told from ordinary text (and is no
+        # Consul token: their secrets are UUIDs); masking it would mangle every line.
+        kept = [secret for secret in secrets if len(secret) >= MIN_REDACTED_TOKEN]
+        forms = set().union(*(spellings(secret) for secret in kept))
         # Longest first, so that a form inside a longer one does not split it.
         self._forms = sorted(forms, key=len, reverse=True)
         used = set("".join(self._forms))
@@ -187,8 +191,8 @@ class Redactor:
         """``value`` (a log record: dicts, lists, strings) with every string redacted."""
         if isinstance(value, str):
             return self.text(value)
-        if isinstance(value, dict):
-            return {self.text(str(k)): self.record(v) for k, v in value.items()}
+        if isinstance(value, dict):  # keys are the record's own field names
+            return {k: self.record(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.record(item) for item in value]
         return value

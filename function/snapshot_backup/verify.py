@@ -15,8 +15,8 @@ and so does ``verify_archive``, step for step, in Consul's order and words:
    (``state_bin``, fed as the member streams past, its verdict held until here).
 
 Then the rules where we are stricter than Consul, each raised as
-``StricterThanConsulError`` (README, "Where we are stricter", says why): every
-member present exactly once as a regular file; ``SHA256SUMS`` exactly as Consul
+``StricterThanConsulError`` (README, "Where we are stricter", says why): one
+gzip member; every member present exactly once as a regular file; ``SHA256SUMS`` exactly as Consul
 writes it; size caps on ``meta.json`` and ``SHA256SUMS``; no reserved gzip
 header flags; ``state.bin`` records shaped as Consul's writer shapes them.
 
@@ -282,6 +282,12 @@ class _ArchiveCheck:
             raise ArchiveError(f"{left} unread uncompressed bytes remain")
 
     def _stricter_rules(self) -> ArchiveReport:
+        if self._unzipped.members > 1:
+            # A restore holds back the archive's last bytes until the verdict: they
+            # must hold the trailer that lets Consul finish reading.
+            raise StricterThanConsulError(
+                f"the archive is {self._unzipped.members} gzip members; Consul writes one"
+            )
         for name in MEMBERS:
             if self._members[name] != 1:
                 count = self._members[name]
