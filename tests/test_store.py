@@ -14,7 +14,9 @@ from snapshot_backup.manifest import (
     ManifestMismatchError,
     check_against,
 )
+from snapshot_backup.state_bin import summarize_state
 from snapshot_backup.store import SnapshotNotFoundError, SnapshotStore
+from tests.archives import consul_state
 
 PREFIX = "consul-snapshots/"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -112,7 +114,8 @@ def test_a_manifest_is_written_once_and_read_back(s3, bucket):
     put(s3, bucket, snapshot.key)
     store = SnapshotStore(s3, bucket, PREFIX)
     assert store.read_manifest(snapshot) is None
-    manifest = manifest_for(snapshot, state={"kv_entries": 3}, content_drop=None)
+    state = summarize_state(consul_state()).to_dict()
+    manifest = manifest_for(snapshot, state=state, content_drop=None)
     store.write_manifest(snapshot, manifest)
     assert store.read_manifest(snapshot) == manifest
     with pytest.raises(Exception, match="PreconditionFailed"):

@@ -67,15 +67,13 @@ def prove_stored(
 ) -> Proven:
     """Read ``snapshot`` once through the verifier and check it against its manifest.
 
-    ``observe`` sees every byte as it passes (progress, a file being written,
-    the body of a restore); ``on_open`` is told the length of what is about to
-    be read, once S3 has answered and the answer was checked, before the first
-    byte. What S3's answer already tells (the version read, its length) is
-    checked against the manifest first: a replaced object is refused before a
-    byte is read or passed on. Raises ``ArchiveError`` for an archive Consul would
-    refuse, ``ManifestMismatchError`` for one that is not what its manifest
-    records (naming the manifest's SHA-256), ``UnrecordedSnapshotError`` for a
-    snapshot without a manifest unless ``allow_unrecorded``.
+    ``observe`` sees every byte as it passes (progress, a file, a restore's body);
+    ``on_open`` is told the length about to be read, once S3's answer (the
+    version, its length) was checked against the manifest: a replaced object is
+    refused before a byte is read or passed on. Raises ``ArchiveError`` for an
+    archive Consul would refuse, ``ManifestMismatchError`` for one that is not
+    what its manifest records (naming its SHA-256), ``UnrecordedSnapshotError``
+    for a snapshot without a manifest unless ``allow_unrecorded``.
     """
     manifest = store.read_manifest(snapshot) if snapshot.has_manifest else None
     if manifest is None and not allow_unrecorded:
