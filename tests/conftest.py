@@ -124,6 +124,20 @@ class Result:
     err: str
 
 
+def regions_of_s3_clients(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The region of every S3 client made from now on, in order."""
+    regions: list[str | None] = []
+    made = boto3.client
+
+    def recording_client(service: str, *args: Any, **kwargs: Any) -> Any:
+        if service == "s3":
+            regions.append(kwargs.get("region_name"))
+        return made(service, *args, **kwargs)
+
+    monkeypatch.setattr(boto3, "client", recording_client)
+    return regions
+
+
 def cli(*argv: str, env: dict[str, str] | None = None, answer: str | None = None) -> Result:
     """``consul-backup`` run in this process; ``answer`` is typed at a confirmation prompt."""
     out, err = io.StringIO(), io.StringIO()

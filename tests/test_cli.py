@@ -7,7 +7,6 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
@@ -17,7 +16,7 @@ from consul_backup.exit_codes import ExitCode
 from snapshot_backup.s3_upload import MIN_PART_BYTES
 from testbed.archive_writer import RaftState, archive_bytes
 from testbed.consul_double import ConsulDouble
-from tests.conftest import PREFIX, back_up, cli, put_archive
+from tests.conftest import PREFIX, back_up, cli, put_archive, regions_of_s3_clients
 
 
 def corrupt(data: bytes) -> bytes:
@@ -235,15 +234,7 @@ def test_a_replica_in_another_region_reads_like_the_primary(consul, s3, monkeypa
         Bucket="replica-snapshots", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
     )
     summary = back_up(consul, "replica-snapshots")
-    regions: list[str | None] = []
-    made = boto3.client
-
-    def recording_client(service: str, *args: Any, **kwargs: Any) -> Any:
-        if service == "s3":
-            regions.append(kwargs.get("region_name"))
-        return made(service, *args, **kwargs)
-
-    monkeypatch.setattr(boto3, "client", recording_client)
+    regions = regions_of_s3_clients(monkeypatch)
     env = {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
     found = cli("verify", "--bucket", "replica-snapshots", "--cluster", "prod", "latest", env=env)
     assert found.code == ExitCode.OK, found.err

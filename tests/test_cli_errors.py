@@ -45,7 +45,7 @@ from snapshot_backup.token_source import TokenError
 from snapshot_backup.verify import ArchiveError, StricterThanConsulError
 from testbed.archive_writer import RaftState, archive_bytes
 from testbed.consul_double import ConsulDouble
-from tests.conftest import PREFIX, Result, back_up, cli, put_archive
+from tests.conftest import PREFIX, Result, back_up, cli, put_archive, regions_of_s3_clients
 
 SCRIPT = Path(sys.executable).parent / "consul-backup"
 
@@ -245,19 +245,6 @@ def test_a_wrong_bucket_is_named(aws_endpoint):
             "no bucket named no-such-bucket-here (or no access to it): check --bucket / "
             "BACKUP_BUCKET, and that your AWS credentials are for the bucket's account"
         ) in one_line(result)
-
-
-def regions_of_s3_clients(monkeypatch) -> list[str | None]:
-    regions: list[str | None] = []
-    made = boto3.client
-
-    def recording_client(service: str, *args: Any, **kwargs: Any) -> Any:
-        if service == "s3":
-            regions.append(kwargs.get("region_name"))
-        return made(service, *args, **kwargs)
-
-    monkeypatch.setattr(boto3, "client", recording_client)
-    return regions
 
 
 def test_status_takes_the_buckets_region(consul, monkeypatch):
